@@ -39,7 +39,7 @@ def sdpa_flash_attention(
 ):
     """Drop-in for the official ``flash_attention``: q/k/v ``[B, L, heads, head_dim]``, no dtype cast."""
     out_dtype = q.dtype
-    b, lq, lk = q.shape[0], q.shape[1], k.shape[1]
+    lq, lk = q.shape[1], k.shape[1]
     if q_scale is not None:
         q = q * q_scale
     mask = None
