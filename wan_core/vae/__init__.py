@@ -16,6 +16,7 @@ from .causal_vae import StreamDecoder, WanCausalVAE
 from .latent_norm import to_normalized, to_raw
 from .taehv import TAEHV, TAEHVConfig, TAEHVState
 from .wan21 import WanVAE21, WanVAE21Config
+from .wan22 import WanVAE22, WanVAE22Config
 
 __all__ = [
     "CausalConvCache",
@@ -23,6 +24,8 @@ __all__ = [
     "WanCausalVAE",
     "WanVAE21",
     "WanVAE21Config",
+    "WanVAE22",
+    "WanVAE22Config",
     "TAEHV",
     "TAEHVConfig",
     "TAEHVState",
