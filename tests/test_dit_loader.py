@@ -261,6 +261,18 @@ def test_a14b_two_experts(tmp_path):
         list(reversed(files)), dtype=torch.float32, head_dim=HD
     )  # told apart by 'high'/'low' in names
     assert same(run(dual2.high_noise_model), run(hi))
+    # diffusers pipeline folder: transformer (high noise) + transformer_2 (low noise), boundary in model_index
+    pipe = tmp_path / "Wan2.2-T2V-A14B-Diffusers"
+    for sub, m in (("transformer", hi), ("transformer_2", lo)):
+        (pipe / sub).mkdir(parents=True)
+        save_file(
+            {official_to_diffusers(k): v for k, v in sd_of(m).items()}, pipe / sub / "model.safetensors"
+        )
+    (pipe / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline", "boundary_ratio": 0.85}))
+    d4 = load_dit(pipe, dtype=torch.float32, head_dim=HD)
+    assert (
+        d4.boundary == 0.85 and same(run(d4.select(860.0)), run(hi)) and same(run(d4.select(840.0)), run(lo))
+    )
     hi_i2v, lo_i2v = small_model(6, in_dim=36, model_type="i2v"), small_model(7, in_dim=36, model_type="i2v")
     save_file(sd_of(hi_i2v), tmp_path / "wan2.2_i2v_high_noise.safetensors")
     save_file(sd_of(lo_i2v), tmp_path / "wan2.2_i2v_low_noise.safetensors")

@@ -33,7 +33,8 @@ from .model import DualExpertDiT, WanDiT
 __all__ = ["DiTLoadPlan", "plan_dit_load", "build_meta_dit", "load_dit", "A14B_SUBFOLDERS"]
 
 WHAT = "Load Wan DiT"
-A14B_SUBFOLDERS = ("high_noise_model", "low_noise_model")
+A14B_SUBFOLDERS = ("high_noise_model", "low_noise_model")  # official Wan2.2 A14B folder
+DIFFUSERS_SUBFOLDERS = ("transformer", "transformer_2")  # diffusers WanPipeline: high, low noise
 _FP8_FORMATS = ("float8_e4m3fn", "float8_e5m2")
 
 
@@ -269,18 +270,25 @@ def load_dit(
     head_dim: int | None = None,
 ) -> WanDiT | DualExpertDiT:
     """Load a Wan DiT from a file or folder; Wan2.2 A14B from two files (high-noise, low-noise; told
-    apart by 'high'/'low' in their names, else in that order) or a folder holding ``high_noise_model/``
-    and ``low_noise_model/``. ``dtype=None`` keeps the file's main float dtype (fp8 weights stay fp8
+    apart by 'high'/'low' in their names, else in that order), a folder holding ``high_noise_model/``
+    and ``low_noise_model/``, or a diffusers pipeline folder (``transformer/`` = high noise,
+    ``transformer_2/`` = low noise, ``boundary_ratio`` from ``model_index.json``). ``dtype=None`` keeps the file's main float dtype (fp8 weights stay fp8
     either way). ``attention``: "auto" | "sdpa" | "sage" | "flash", resolved once here.
     ``head_dim``: only for non-released sizes (every Wan release uses 128; a ``config.json`` next to
     the weights is read when present)."""
     backend = resolve_backend(attention, device)
+    boundary = None
     if isinstance(path_or_paths, (str, os.PathLike)):
         path = Path(path_or_paths)
-        subs = [path / s for s in A14B_SUBFOLDERS]
-        if path.is_dir() and all(s.exists() for s in subs):
-            paths = subs
-        else:
+        paths = None
+        for names in (A14B_SUBFOLDERS, DIFFUSERS_SUBFOLDERS):
+            if path.is_dir() and all((path / s).exists() for s in names):
+                paths = [path / s for s in names]
+                boundary = _boundary_from_model_index(path)
+                break
+        if paths is None:
+            if path.is_dir() and (path / "transformer").is_dir() and not any(path.glob("*.safetensors")):
+                path = path / "transformer"  # diffusers pipeline folder, one transformer
             return _load_single(path, dtype, device, backend, head_dim)
     else:
         paths = [Path(p) for p in path_or_paths]
@@ -296,5 +304,19 @@ def load_dit(
             f"{WHAT}: {high_path} and {low_path} are different models ({high.config.model_type} vs "
             f"{low.config.model_type}); expected the two experts of one Wan2.2 A14B model"
         )
-    boundary = 0.9 if high.config.model_type == "i2v" else 0.875
+    if boundary is None:
+        boundary = 0.9 if high.config.model_type == "i2v" else 0.875
     return DualExpertDiT(high, low, boundary)
+
+
+def _boundary_from_model_index(folder: Path) -> float | None:
+    """diffusers ``model_index.json`` may carry ``boundary_ratio`` (Wan2.2 A14B pipelines)."""
+    f = folder / "model_index.json"
+    if f.is_file():
+        try:
+            value = json.loads(f.read_text()).get("boundary_ratio")
+        except ValueError:
+            return None
+        if isinstance(value, (int, float)):
+            return float(value)
+    return None
