@@ -72,7 +72,8 @@ class _TAEHVStream:
 
 class _VAEStream:
     def __init__(self, vae):
-        self.inner = vae.stream_decoder()
+        # at most 4 latent frames per decoder pass: same frames (causal), bounded activation memory
+        self.inner = vae.stream_decoder(latents_per_step=4)
         self.dtype = vae.dtype
 
     @torch.no_grad()
