@@ -273,3 +273,31 @@ def test_call_order_errors_and_auto_finalize():
     assert torch.equal(a0, b[0]) and torch.equal(a1, b[1])
     with pytest.raises(ValueError, match="multiple of 16x16"):
         pipe.initialize_cache(ctx, height=30, width=W, num_chunks=3)
+
+
+def test_compile_failure_falls_back_to_eager_blocks(caplog):
+    _, dit = tiny_pair(seed=8)
+    ctx = torch.randn(1, 9, 4096)
+    pipe = StreamingPipeline(dit, preset(2, 1, 4))
+    pipe.initialize_cache(ctx, height=H, width=W, num_chunks=2, seed=0)
+    want = [r.latents for r in pipe.stream()]
+
+    DynamoError = type("BackendCompilerFailed", (RuntimeError,), {"__module__": "torch._dynamo.exc"})
+
+    def broken(*a, **k):
+        raise DynamoError("inductor: no compiler")
+
+    for blk in dit.blocks:
+        blk._compiled_call_impl = broken  # what nn.Module.compile() installs, failing
+    pipe.compiled = True
+    pipe.initialize_cache(ctx, height=H, width=W, num_chunks=2, seed=0)
+    with caplog.at_level("WARNING", logger="wan_core.rollout"):
+        got = [r.latents for r in pipe.stream()]
+    assert not pipe.compiled and "continuing with eager blocks" in caplog.text
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    for blk in dit.blocks:  # a model error is not swallowed
+        blk._compiled_call_impl = lambda *a, **k: (_ for _ in ()).throw(KeyError("model bug"))
+    pipe.compiled = True
+    pipe.initialize_cache(ctx, height=H, width=W, num_chunks=2, seed=0)
+    with pytest.raises(KeyError):
+        pipe.generate(0)

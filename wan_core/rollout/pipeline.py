@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .conditioning import ConcatYStream, ImageCondition, stamp_input, stamp_x0
-from .graphs import ChunkForward, compile_blocks, default_speed_flags
+from .graphs import ChunkForward, compile_blocks, default_speed_flags, is_compile_error, log, uncompile_blocks
 from .kv_cache import OffsetRollingKVCache
 from .presets import RolloutPreset
 from .schedulers import flow_to_x0, renoise
@@ -435,7 +435,21 @@ class StreamingPipeline:
         st = self.state
         model = self.experts[0]
         st.cache.plan_chunk(start - st.cache_offset, x.shape[2])
-        return self.forward_runner(model, x, t, cross, st.cache, y)
+        return self._guard_compile(self.forward_runner, model, x, t, cross, st.cache, y)
+
+    def _guard_compile(self, fn, *args, **kw):
+        """Run ``fn``; if torch.compile fails, fall back to eager blocks once (warned) and rerun.
+        Re-running a chunk pass is safe: it overwrites the same cache slots."""
+        try:
+            return fn(*args, **kw)
+        except Exception as e:
+            if not (self.compiled and is_compile_error(e)):
+                raise
+            log.warning("torch.compile failed (%s: %s); continuing with eager blocks", type(e).__name__, e)
+            uncompile_blocks(self.dit)
+            self.compiled = False
+            self.forward_runner.reset()
+            return fn(*args, **kw)
 
     def _timesteps(self, value: float, n: int, clean_first: bool) -> torch.Tensor:
         t = torch.full((self.state.batch, n), float(value), device=self.device)
@@ -556,7 +570,7 @@ class StreamingPipeline:
             t = self._timesteps(context_noise, len(piece), clean_first)
             virtual = piece[0] if piece[0] < self.preset.sink_frames else piece[0] - gap
             cache.plan_chunk(virtual, len(piece))
-            self.forward_runner(self.experts[0], x, t, cross, cache, y)
+            self._guard_compile(self.forward_runner, self.experts[0], x, t, cross, cache, y)
         st.cache_offset = gap
 
     # ------------------------------------------------------------------------------------------------
@@ -586,9 +600,9 @@ class StreamingPipeline:
                 if clean_first
                 else torch.full((st.batch,), tk, device=self.device)
             )
-            v = model(x_in, t, st.prompt.cross[e], y=y)
+            v = self._guard_compile(model, x_in, t, st.prompt.cross[e], y=y)
             if st.prompt.uncond is not None and scale != 1.0:
-                v_u = model(x_in, t, st.prompt.uncond[e], y=y)
+                v_u = self._guard_compile(model, x_in, t, st.prompt.uncond[e], y=y)
                 v = v_u + scale * (v - v_u)
             x = sched.step(x_in, v, k)
             self._step_done(0)
