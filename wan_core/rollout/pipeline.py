@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .conditioning import ConcatYStream, ImageCondition, stamp_input, stamp_x0
+from .decoders import as_stream_decoder_factory
 from .graphs import ChunkForward, compile_blocks, default_speed_flags, is_compile_error, log, uncompile_blocks
 from .kv_cache import OffsetRollingKVCache
 from .presets import RolloutPreset
@@ -108,8 +109,8 @@ class StreamingPipeline:
     text_encoder: ``prompts (list[str]) -> [B, L, 4096]`` tensor or list of ``[L_i, 4096]`` (optional:
         ``initialize_cache`` also takes precomputed embeddings).
     vae: encoder for image conditioning (``new_encode_cache`` / ``encode_chunk``), optional.
-    decoder: anything with ``stream_decoder()`` returning an object with ``decode_chunk(latents)``
-        (Wan VAE, TAEHV); optional -- without it ``ChunkResult.frames`` is None.
+    decoder: a Wan VAE, a TAEHV, or any ``stream_decoder()`` factory (see ``decoders.py``); optional --
+        without it ``ChunkResult.frames`` is None.
     clip_vision: ``image [B, 3, H, W] in [-1, 1] -> clip_fea [B, 257, 1280]`` (Wan2.1 I2V).
     cuda_graphs / compile: default on for CUDA, off on CPU.
     rope: "auto" (absolute while the video fits the 1024-position RoPE table, else relative),
@@ -139,7 +140,7 @@ class StreamingPipeline:
         self.preset = preset
         self.text_encoder = text_encoder
         self.vae = vae
-        self.decoder = decoder
+        self.decoder = as_stream_decoder_factory(decoder)
         self.clip_vision = clip_vision
         self.progress = progress
         self.interrupt = interrupt
