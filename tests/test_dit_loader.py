@@ -205,6 +205,16 @@ def test_small_files_every_format_load_and_match(tmp_path, kind):
     save_file({"model." + k: v for k, v in sd.items()}, tmp_path / "krea.safetensors")
     check(tmp_path / "krea.safetensors", tol=1e-6)
 
+    # plain fp8_e4m3fn: every >=2-D tensor fp8, no scales (Linears stay fp8 with scale 1, others upcast)
+    plain = {k: (v.to(FP8) if v.dim() >= 2 else v.half()) for k, v in sd.items()}
+    save_file(plain, tmp_path / "fp8_plain.safetensors")
+    exact = WanDiT(src.config).eval()
+    exact.load_state_dict({k: v.float() for k, v in plain.items()})
+    m = check(tmp_path / "fp8_plain.safetensors", ref_model=exact)
+    assert m.blocks[1].ffn[2].weight.dtype == FP8 and m.patch_embedding.weight.dtype == torch.float32
+    assert m.head.modulation.dtype == torch.float32
+    assert load_dit(tmp_path / "fp8_plain.safetensors", head_dim=HD).compute_dtype == torch.float16
+
     for legacy in (True, False):
         q, deq = quantize(sd, legacy)
         name = f"fp8_{'legacy' if legacy else 'new'}.safetensors"
