@@ -201,6 +201,13 @@ def test_small_files_every_format_load_and_match(tmp_path, kind):
     save_file({official_to_diffusers(k): v for k, v in sd.items()}, tmp_path / "diffusers.safetensors")
     check(tmp_path / "diffusers.safetensors", tol=1e-6)
 
+    # ComfyUI all-in-one checkpoint: DiT + VAE + text encoder in one file (only the DiT is read)
+    aio = {"model.diffusion_model." + k: v.half() for k, v in sd.items()}
+    aio.update({"first_stage_model.decoder.middle.0.residual.0.gamma": torch.ones(4, 1, 1, 1)})
+    aio.update({"text_encoders.umt5xxl.transformer.shared.weight": torch.ones(8, 4)})
+    save_file(aio, tmp_path / "aio.safetensors")
+    check(tmp_path / "aio.safetensors", ref_model=rounded)
+
     # Krea realtime 14B / wrapper exports: safetensors with "model." prefix
     save_file({"model." + k: v for k, v in sd.items()}, tmp_path / "krea.safetensors")
     check(tmp_path / "krea.safetensors", tol=1e-6)

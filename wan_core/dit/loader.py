@@ -27,7 +27,7 @@ from ..attention import resolve_backend
 from ..checkpoint import Checkpoint, CheckpointError, expect_kind, load_into, open_checkpoint
 from ..quant import is_fp8, split_quant_keys, swap_fp8_linears
 from .config import WanDiTConfig, config_from_shapes, preset_name_for, unsupported_family
-from .keymap import diffusers_to_official, is_diffusers, strip_prefix
+from .keymap import BUNDLED_PREFIXES, diffusers_to_official, is_diffusers, strip_prefix
 from .model import DualExpertDiT, WanDiT
 
 __all__ = ["DiTLoadPlan", "plan_dit_load", "build_meta_dit", "load_dit", "A14B_SUBFOLDERS"]
@@ -77,8 +77,10 @@ def plan_dit_load(
     dtypes = dtypes or {}
     prefix, fmt = strip_prefix(keys)
     names: dict[str, str] = {}  # official-style name -> checkpoint key
+    bundled = [k for k in keys if prefix and k.startswith(BUNDLED_PREFIXES)]
     for k in keys:
-        names[k[len(prefix) :] if prefix and k.startswith(prefix) else k] = k
+        if k not in bundled:
+            names[k[len(prefix) :] if prefix and k.startswith(prefix) else k] = k
     diffusers = is_diffusers(list(names))
     unexpected: list[str] = []
     if diffusers:
@@ -94,9 +96,11 @@ def plan_dit_load(
     quant = _quant_format(list(names), {n: dtypes.get(k, torch.float32) for n, k in names.items()})
     if quant:
         fmt_name += " + " + quant
+    if bundled:
+        fmt_name += " (all-in-one: bundled VAE / text encoders ignored)"
 
     scales, drop = split_quant_keys(list(names))
-    ignored = [names[d] for d in drop]
+    ignored = [names[d] for d in drop] + bundled
     scale_keys = {names[s] for s in scales.values()}
     mapping: dict[str, str] = {}
     for n, k in names.items():
