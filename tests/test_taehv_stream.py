@@ -28,6 +28,11 @@ def test_streaming_decode_equals_whole(tae, chunk):
     sizes = [z[:, :, i : i + chunk].shape[2] for i in range(0, 9, chunk)]
     assert [p.shape[2] for p in parts] == [4 * sizes[0] - 3] + [4 * n for n in sizes[1:]]
     assert max_rel_err(torch.cat(parts, 2), whole) <= 1e-5
+    dec = tae.stream_decoder(clamp=False)
+    for _ in range(2):
+        got = torch.cat([dec(z[:, :, i : i + chunk]) for i in range(0, 9, chunk)], 2)
+        assert max_rel_err(got, whole) <= 1e-5
+        dec.reset()
     # O(1) state: one frame per MemBlock, nothing else, whatever the video length
     mem = [m for m in state.memory if m is not None]
     assert len(mem) == 9 and all(m.ndim == 4 and m.shape[0] == 1 for m in mem)

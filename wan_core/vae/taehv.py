@@ -260,6 +260,12 @@ class TAEHV(nn.Module):
     def new_encode_state(self) -> TAEHVState:
         return TAEHVState(len(self.encoder))
 
+    def stream_decoder(self, clamp: bool = True):
+        """A ``StreamDecoder`` holding its own state: ``frames = dec(z_chunk)``; ``dec.reset()``."""
+        from .causal_vae import StreamDecoder
+
+        return StreamDecoder(self, clamp=clamp)
+
     # -- decode ---------------------------------------------------------------------------------
     def _check_latents(self, z: torch.Tensor) -> None:
         if z.ndim != 5:
