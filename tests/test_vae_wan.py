@@ -142,3 +142,17 @@ def test_bad_input_errors(pair):
         ours.encode_chunk(torch.zeros(1, 3, 3, s, s), cache)
     with pytest.raises(ValueError, match=r"\[B, 3, F, H, W\]"):
         ours.encode(torch.zeros(1, 4, 1, s, s))
+
+
+def test_cache_buffers_stay_in_place(pair):
+    """After the first chunk, equal-sized chunks update the cache in place (stable addresses)."""
+    version, _, ours = pair
+    z = torch.randn(1, TINY[version]["z"], 7, 2, 2)
+    cache = ours.new_decode_cache()
+    ours.decode_chunk(z[:, :, :1], cache)
+    ours.decode_chunk(z[:, :, 1:4], cache)
+    ptrs = [t.data_ptr() for t in cache.history]
+    assert len(ptrs) == len(cache) > 0
+    ours.decode_chunk(z[:, :, 4:7], cache)
+    assert [t.data_ptr() for t in cache.history] == ptrs
+    assert cache.frames_in == 7 and cache.frames_out == 1 + 4 * 6
