@@ -72,3 +72,10 @@ def test_bad_input(tae):
         tae.decode(torch.randn(tae.latent_channels, 2, 2, 2))
     with pytest.raises(ValueError, match="no frames"):
         tae.encode_flush(tae.new_encode_state())
+
+
+def test_batch_items_are_independent(tae):
+    z = torch.randn(2, tae.latent_channels, 3, 2, 2)
+    assert max_rel_err(tae.decode(z, clamp=False)[1:], tae.decode(z[1:], clamp=False)) <= 1e-5
+    x = torch.rand(2, 3, 5, tae.spatial_scale, tae.spatial_scale) * 2 - 1
+    assert max_rel_err(tae.encode(x)[1:], tae.encode(x[1:])) <= 1e-5

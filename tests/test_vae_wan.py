@@ -156,3 +156,12 @@ def test_cache_buffers_stay_in_place(pair):
     ours.decode_chunk(z[:, :, 4:7], cache)
     assert [t.data_ptr() for t in cache.history] == ptrs
     assert cache.frames_in == 7 and cache.frames_out == 1 + 4 * 6
+
+
+def test_batch_items_are_independent(pair):
+    version, _, ours = pair
+    z = torch.randn(2, TINY[version]["z"], 2, 2, 2)
+    both = ours.decode(z, clamp=False)
+    assert max_rel_err(both[1:], ours.decode(z[1:], clamp=False)) <= 1e-5
+    x = torch.rand(2, 3, 5, ours.spatial_scale, ours.spatial_scale) * 2 - 1
+    assert max_rel_err(ours.encode(x)[:1], ours.encode(x[:1])) <= 1e-5
