@@ -268,8 +268,17 @@ class TAEHV(nn.Module):
     def new_encode_state(self) -> TAEHVState:
         return TAEHVState(len(self.encoder))
 
-    def stream_decoder(self, clamp: bool = True):
-        """A ``StreamDecoder`` holding its own state: ``frames = dec(z_chunk)``; ``dec.reset()``."""
+    def stream_decoder(
+        self, clamp: bool = True, tile_size: int | tuple[int, int] | None = None, tile_overlap: int = 8
+    ):
+        """A decode stream holding its own state: ``frames = dec(z_chunk)``; ``dec.reset()``.
+
+        ``tile_size`` (latent pixels) switches to spatial tiling with ``tile_overlap`` blending.
+        """
+        if tile_size is not None:
+            from .tiling import TiledDecoder
+
+            return TiledDecoder(self, tile_size, tile_overlap, clamp=clamp)
         from .causal_vae import StreamDecoder
 
         return StreamDecoder(self, clamp=clamp)
