@@ -287,6 +287,8 @@ class TAEHV(nn.Module):
     def _check_latents(self, z: torch.Tensor) -> None:
         if z.ndim != 5:
             raise ValueError(f"TAEHV: latents must be [B, C, T, H, W], got shape {tuple(z.shape)}.")
+        if z.shape[2] < 1:
+            raise ValueError(f"TAEHV: latents have no frames (shape {tuple(z.shape)}).")
         c = self.config.latent_channels
         if z.shape[1] != c:
             raise ValueError(
