@@ -327,6 +327,7 @@ class TAEHV(nn.Module):
 
         ``latents_per_step`` bounds the working memory by that many latent frames (same result).
         """
+        self._check_latents(latents)
         state = self.new_decode_state()
         step = latents.shape[2] if latents_per_step is None else max(1, int(latents_per_step))
         parts = [
