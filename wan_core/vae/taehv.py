@@ -31,7 +31,7 @@ convert with ``latent_norm`` inside, so callers always pass normalized latents.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -258,9 +258,6 @@ class TAEHV(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.decoder[-1].weight.dtype
-
-    def with_config(self, **changes) -> TAEHVConfig:
-        return replace(self.config, **changes)
 
     def new_decode_state(self) -> TAEHVState:
         return TAEHVState(len(self.decoder))
