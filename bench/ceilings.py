@@ -1,0 +1,134 @@
+"""Ceilings of the device measured in the same run as the benchmark: bf16 GEMM rate, FP8
+``torch._scaled_mm`` rate, device-to-device copy bandwidth, and SDPA attention rate per backend at the
+benchmark's attention shape. Random data everywhere (zeros can run faster than real data)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+
+from bench.timing import median_ms
+
+
+def matmul_rate(device, dtype: torch.dtype, n: int, iters: int = 20) -> float:
+    """FLOP/s of an ``n x n x n`` GEMM loop; three operand sets rotated so the cache holds none of them."""
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    sets = [
+        (
+            torch.randn(n, n, generator=gen).to(device, dtype),
+            torch.randn(n, n, generator=gen).to(device, dtype),
+        )
+        for _ in range(3)
+    ]
+    out = torch.empty(n, n, device=device, dtype=dtype)
+    state = {"i": 0}
+
+    def step():
+        a, b = sets[state["i"] % 3]
+        state["i"] += 1
+        torch.matmul(a, b, out=out)
+
+    ms = median_ms(step, device, warmup=3, iters=iters)
+    return 2 * n**3 / (ms * 1e-3)
+
+
+def fp8_scaled_mm_rate(device, n: int, iters: int = 20) -> tuple[float | None, str]:
+    """FLOP/s of ``torch._scaled_mm`` on e4m3 operands with bf16 output, or (None, why not)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None, "fp8 scaled_mm needs a CUDA device"
+    if not hasattr(torch, "_scaled_mm") or not hasattr(torch, "float8_e4m3fn"):
+        return None, "this torch has no torch._scaled_mm / float8_e4m3fn"
+    if torch.cuda.get_device_capability(device) < (8, 9):
+        return (
+            None,
+            f"fp8 needs compute capability >= 8.9, this GPU is {torch.cuda.get_device_capability(device)}",
+        )
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    a = torch.randn(n, n, generator=gen).to(device).to(torch.float8_e4m3fn)
+    b = torch.randn(n, n, generator=gen).to(device).to(torch.float8_e4m3fn).t()  # column-major operand
+    one = torch.ones((), device=device, dtype=torch.float32)
+    try:
+        ms = median_ms(
+            lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16),
+            device,
+            warmup=3,
+            iters=iters,
+        )
+    except (RuntimeError, TypeError) as e:
+        return None, f"torch._scaled_mm failed: {e}"
+    return 2 * n**3 / (ms * 1e-3), "ok"
+
+
+def copy_bandwidth(device, nbytes: int, iters: int = 20) -> float:
+    """Bytes/s of a device-to-device copy, counting bytes read plus bytes written."""
+    n = nbytes // 2
+    src = torch.randn(n, device=device, dtype=torch.float32).to(torch.bfloat16)
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src), device, warmup=3, iters=iters)
+    return 2 * src.numel() * src.element_size() / (ms * 1e-3)
+
+
+def _sdpa_backends():
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # older torch
+        return None, {}
+    names = {
+        "cudnn": getattr(SDPBackend, "CUDNN_ATTENTION", None),
+        "flash": SDPBackend.FLASH_ATTENTION,
+        "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    }
+    return sdpa_kernel, {k: v for k, v in names.items() if v is not None}
+
+
+def attention_rates(
+    device, dtype: torch.dtype, heads: int, head_dim: int, q_len: int, kv_len: int, iters: int = 10
+) -> dict[str, float | str]:
+    """FLOP/s (4 * q_len * kv_len * heads * head_dim per call) of SDPA with the default choice and, on
+    CUDA, with each backend forced. A backend that cannot run gets a string saying why."""
+    device = torch.device(device)
+    gen = torch.Generator(device="cpu").manual_seed(2)
+    q = torch.randn(1, heads, q_len, head_dim, generator=gen).to(device, dtype)
+    k = torch.randn(1, heads, kv_len, head_dim, generator=gen).to(device, dtype)
+    v = torch.randn(1, heads, kv_len, head_dim, generator=gen).to(device, dtype)
+    flops = 4 * q_len * kv_len * heads * head_dim
+    out: dict[str, float | str] = {}
+
+    def rate(ctx) -> float | str:
+        try:
+            with ctx:
+                ms = median_ms(lambda: F.scaled_dot_product_attention(q, k, v), device, warmup=2, iters=iters)
+        except RuntimeError as e:
+            return f"unavailable: {str(e).splitlines()[0][:120]}"
+        return flops / (ms * 1e-3)
+
+    out["default"] = rate(contextlib.nullcontext())
+    if device.type == "cuda":
+        sdpa_kernel, backends = _sdpa_backends()
+        for name, backend in backends.items():
+            out[name] = rate(sdpa_kernel(backend))
+    return out
+
+
+def measure_ceilings(
+    device, dtype: torch.dtype, gemm_n: int, copy_bytes: int, attn_shape: tuple[int, int, int, int]
+) -> dict:
+    """All ceilings in one dict (FLOP/s and bytes/s); ``attn_shape`` = (heads, head_dim, q_len, kv_len)."""
+    heads, head_dim, q_len, kv_len = attn_shape
+    fp8, fp8_note = fp8_scaled_mm_rate(device, gemm_n)
+    attn = attention_rates(device, dtype, heads, head_dim, q_len, kv_len)
+    numeric = [v for v in attn.values() if isinstance(v, float)]
+    return {
+        "matmul_dtype": str(dtype).replace("torch.", ""),
+        "matmul_n": gemm_n,
+        "matmul_flops": matmul_rate(device, dtype, gemm_n),
+        "fp8_scaled_mm_flops": fp8,
+        "fp8_note": fp8_note,
+        "copy_bandwidth_bytes_per_s": copy_bandwidth(device, copy_bytes),
+        "attention_shape": {"heads": heads, "head_dim": head_dim, "q_len": q_len, "kv_len": kv_len},
+        "attention_flops_by_backend": attn,
+        "attention_flops_best": max(numeric) if numeric else None,
+    }
