@@ -31,8 +31,8 @@ from bench.decoders import make_decoders  # noqa: E402
 from bench.flops import Rates, RolloutSpec, floor_seconds, rollout_cost, shape_of  # noqa: E402
 from bench.random_weights import build_random  # noqa: E402
 from bench.report import CHUNK6, format_table, ratios, summarize_path, write_json  # noqa: E402
-from bench.rollout_timing import make_noise, run_rollout  # noqa: E402
-from bench.steppers import EagerStepper, make_ours  # noqa: E402
+from bench.rollout_timing import run_rollout  # noqa: E402
+from bench.steppers import PipelineStepper, ReferenceStepper  # noqa: E402
 from bench.timing import peak_memory_bytes, reset_peak_memory, synchronize  # noqa: E402
 
 # model -> (DiT preset in wan_core.dit.config.PRESETS, default height, width)
@@ -59,8 +59,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tiny", action="store_true", help="tiny random config (dim 64, 2 layers, 64x64) for CPU")
     p.add_argument("--decoder", choices=["taehv", "vae", "both", "none"], default="both")
     p.add_argument("--paths", default="reference,ours", help="which paths to run, comma-separated")
-    p.add_argument("--compile", action="store_true", help="ours: torch.compile (wan_core.rollout.graphs)")
-    p.add_argument("--cuda-graphs", action="store_true", help="ours: CUDA graphs over the chunk step")
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ours: torch.compile the blocks (default: on for CUDA, off on CPU, as the pipeline)",
+    )
+    p.add_argument(
+        "--cuda-graphs",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ours: CUDA graphs over the chunk step (default: on for CUDA, off on CPU)",
+    )
     p.add_argument("--attn-backend", default="sdpa", help="ours: sdpa | sage | flash | auto")
     p.add_argument("--window", type=int, default=None, help="ours: attention window in latent frames")
     p.add_argument("--sink", type=int, default=0, help="ours: sink frames (with --window)")
@@ -79,10 +89,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         h, w = TINY_SIZE[args.model] if args.tiny else MODELS[args.model][1:]
         args.height, args.width = args.height or h, args.width or w
     args.timesteps = [float(t) for t in args.timesteps.split(",")]
-    args.paths = [x.strip() for x in args.paths.split(",") if x.strip()]
-    for x in args.paths:
+    names = [x.strip() for x in args.paths.split(",") if x.strip()]
+    for x in names:
         if x not in ("reference", "ours"):
             p.error(f"unknown path {x!r}: use reference and/or ours")
+    # the reference runs first: ours compiles the shared model's blocks in place
+    args.paths = [x for x in ("reference", "ours") if x in names]
     if args.chunks < 1 or args.repeats < 1 or args.warmup < 0:
         p.error("need --chunks >= 1, --repeats >= 1, --warmup >= 0")
     return args
@@ -116,20 +128,17 @@ def _median_per_chunk(runs: list[list[float]]) -> list[float]:
     return [statistics.median(vals) for vals in zip(*runs)]
 
 
-def time_path(name, make_stepper, decoders, noise, args, device):
+def time_path(name, make_stepper, decoders, args, device):
     """Build the path, warm it up (setup_s), then time ``args.repeats`` rollouts."""
     synchronize(device)
     t0 = time.perf_counter()
     stepper = make_stepper()
     for _ in range(args.warmup):
-        run_rollout(stepper, decoders, noise, args.timesteps, args.frames_per_chunk, device)
+        run_rollout(stepper, decoders, args.chunks, device)
     synchronize(device)
     setup_s = time.perf_counter() - t0
     reset_peak_memory(device)
-    runs = [
-        run_rollout(stepper, decoders, noise, args.timesteps, args.frames_per_chunk, device)
-        for _ in range(args.repeats)
-    ]
+    runs = [run_rollout(stepper, decoders, args.chunks, device) for _ in range(args.repeats)]
     peak = peak_memory_bytes(device)
     desc = getattr(stepper, "description", name)
     release = getattr(stepper, "release", None)
@@ -154,7 +163,6 @@ def main(argv=None) -> dict:
     frame_tokens = shape.tokens_per_frame(args.height, args.width)
     vs = shape.vae_stride
     latent_shape = (1, cfg.out_dim, args.frames_per_chunk, args.height // vs[1], args.width // vs[2])
-    total_frames = args.chunks * args.frames_per_chunk
     chunk_q = args.frames_per_chunk * frame_tokens
     kv6 = min(CHUNK6 + 1, args.chunks) * chunk_q
     cuda = device.type == "cuda"
@@ -172,7 +180,6 @@ def main(argv=None) -> dict:
     model = build_random(lambda: WanDiT(cfg, attn_backend="sdpa"), device, dtype, seed=args.seed)
     gen = torch.Generator(device="cpu").manual_seed(args.seed + 1)
     context = torch.randn(1, cfg.text_len, cfg.text_dim, generator=gen).to(device, dtype)
-    noise = make_noise(args.chunks, len(args.timesteps), latent_shape, device, seed=args.seed + 2)
     decoders = make_decoders(args.decoder, cfg.out_dim, device, dtype, args.tiny)
 
     base_spec = RolloutSpec(
@@ -194,14 +201,14 @@ def main(argv=None) -> dict:
         ),
     }
     makers = {
-        "reference": lambda: EagerStepper(model, context, latent_shape, total_frames),
-        "ours": lambda: make_ours(model, context, latent_shape, total_frames, args),
+        "reference": lambda: ReferenceStepper(
+            model, context, latent_shape, args.chunks, args.timesteps, args.seed
+        ),
+        "ours": lambda: PipelineStepper(model, context, args.chunks, args),
     }
     paths, latents = {}, {}
     for name in args.paths:
-        desc, den, ctx, dec, peak, setup_s, last = time_path(
-            name, makers[name], decoders, noise, args, device
-        )
+        desc, den, ctx, dec, peak, setup_s, last = time_path(name, makers[name], decoders, args, device)
         cost = rollout_cost(shape, specs[name])
         paths[name] = summarize_path(
             desc,

@@ -10,12 +10,14 @@ import pytest
 import torch
 
 pytest.importorskip("wan_core.dit")
+pytest.importorskip("wan_core.rollout.pipeline")
+pytest.importorskip("wan_core.vae.taehv")
 
 from bench import bench_ar  # noqa: E402
 from bench.flops import RolloutSpec, rollout_cost, shape_of  # noqa: E402
 from bench.report import PATH_FIELDS, RATIO_FIELDS, TOP_FIELDS  # noqa: E402
 
-TINY = ["--tiny", "--device", "cpu", "--height", "32", "--width", "32", "--warmup", "1", "--repeats", "1"]
+TINY = ["--tiny", "--device", "cpu", "--height", "32", "--width", "32", "--warmup", "0", "--repeats", "1"]
 
 
 @pytest.fixture(scope="module")
