@@ -87,29 +87,41 @@ def _sdpa_backends():
 def attention_rates(
     device, dtype: torch.dtype, heads: int, head_dim: int, q_len: int, kv_len: int, iters: int = 10
 ) -> dict[str, float | str]:
-    """FLOP/s (4 * q_len * kv_len * heads * head_dim per call) of SDPA with the default choice and, on
-    CUDA, with each backend forced. A backend that cannot run gets a string saying why."""
+    """FLOP/s (4 * q_len * kv_len * heads * head_dim per call) of SDPA, default choice and, on CUDA, each
+    backend forced, for two memory layouts: ``bhld`` (contiguous ``[B, heads, L, head_dim]``) and
+    ``blhd`` (``[B, L, heads, head_dim]`` transposed, what ``wan_core.attention`` passes). A backend that
+    cannot run gets a string saying why."""
     device = torch.device(device)
     gen = torch.Generator(device="cpu").manual_seed(2)
-    q = torch.randn(1, heads, q_len, head_dim, generator=gen).to(device, dtype)
-    k = torch.randn(1, heads, kv_len, head_dim, generator=gen).to(device, dtype)
-    v = torch.randn(1, heads, kv_len, head_dim, generator=gen).to(device, dtype)
+    base = {
+        name: torch.randn(1, n, heads, head_dim, generator=gen).to(device, dtype)
+        for name, n in (("q", q_len), ("k", kv_len), ("v", kv_len))
+    }
+    layouts = {
+        "blhd": {k: t.transpose(1, 2) for k, t in base.items()},
+        "bhld": {k: t.transpose(1, 2).contiguous() for k, t in base.items()},
+    }
     flops = 4 * q_len * kv_len * heads * head_dim
     out: dict[str, float | str] = {}
 
-    def rate(ctx) -> float | str:
+    def rate(ctx, t) -> float | str:
         try:
             with ctx:
-                ms = median_ms(lambda: F.scaled_dot_product_attention(q, k, v), device, warmup=2, iters=iters)
+                ms = median_ms(
+                    lambda: F.scaled_dot_product_attention(t["q"], t["k"], t["v"]),
+                    device,
+                    warmup=2,
+                    iters=iters,
+                )
         except RuntimeError as e:
             return f"unavailable: {str(e).splitlines()[0][:120]}"
         return flops / (ms * 1e-3)
 
-    out["default"] = rate(contextlib.nullcontext())
-    if device.type == "cuda":
-        sdpa_kernel, backends = _sdpa_backends()
+    sdpa_kernel, backends = _sdpa_backends() if device.type == "cuda" else (None, {})
+    for layout, t in layouts.items():
+        out[f"default_{layout}"] = rate(contextlib.nullcontext(), t)
         for name, backend in backends.items():
-            out[name] = rate(sdpa_kernel(backend))
+            out[f"{name}_{layout}"] = rate(sdpa_kernel(backend), t)
     return out
 
 
@@ -131,4 +143,5 @@ def measure_ceilings(
         "attention_shape": {"heads": heads, "head_dim": head_dim, "q_len": q_len, "kv_len": kv_len},
         "attention_flops_by_backend": attn,
         "attention_flops_best": max(numeric) if numeric else None,
+        "attention_flops_model_layout_default": attn.get("default_blhd"),
     }

@@ -55,7 +55,7 @@ def test_per_chunk_times_are_consistent(report):
         assert len(dit) == len(den) == len(ctx) == chunks
         assert all(_positive(x) for x in dit + den + ctx)
         assert dit == pytest.approx([a + b for a, b in zip(den, ctx)])
-        assert path["dit_ms_chunk6"] == dit[5]
+        assert path["dit_ms_chunk6"] == dit[5] and path["denoise_ms_chunk6"] == den[5]
         assert path["dit_total_s"] == pytest.approx(sum(dit) / 1e3)
         assert path["fps_dit_only"] == pytest.approx(81 / path["dit_total_s"])
         for dec in ("taehv", "vae"):
@@ -87,6 +87,8 @@ def test_mfu_and_cost_match_the_flop_model(report):
     # both paths ran the same model on the same noise: with every ours-feature off the latents agree
     assert rep["latent_rel_err_ours_vs_reference"] < 1e-5
     assert rep["ceilings"]["fp8_scaled_mm_flops"] is None and "CUDA" in rep["ceilings"]["fp8_note"]
+    assert _positive(rep["ceilings"]["attention_flops_best"])
+    assert _positive(rep["ceilings"]["copy_bandwidth_bytes_per_s"])
 
 
 def test_rolling_window_and_skipped_last_context_pass(capsys):
