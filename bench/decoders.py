@@ -27,7 +27,7 @@ class VAEDecoder:
         if latent_channels == 48:
             wan22 = _need("wan_core.vae.wan22", "Wan VAE 2.2")
             cfg_cls, model_cls = wan22.WanVAE22Config, wan22.WanVAE22
-            cfg = cfg_cls(dec_dim=16, enc_dim=16) if tiny else cfg_cls()
+            cfg = cfg_cls(dim=8, dec_dim=16) if tiny else cfg_cls()
         else:
             cfg_cls, model_cls = vae.WanVAE21Config, vae.WanVAE21
             cfg = cfg_cls(dim=8) if tiny else cfg_cls()
