@@ -29,6 +29,7 @@ import torch  # noqa: E402
 from bench.ceilings import measure_ceilings  # noqa: E402
 from bench.decoders import make_decoders  # noqa: E402
 from bench.flops import Rates, RolloutSpec, floor_seconds, rollout_cost, shape_of  # noqa: E402
+from bench.profile_kernels import profile_rollout  # noqa: E402
 from bench.random_weights import build_random  # noqa: E402
 from bench.report import CHUNK6, format_table, ratios, summarize_path, write_json  # noqa: E402
 from bench.rollout_timing import run_rollout  # noqa: E402
@@ -79,6 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--warmup", type=int, default=1, help="untimed rollouts per path before timing")
     p.add_argument("--repeats", type=int, default=1, help="timed rollouts per path (per-chunk median)")
+    p.add_argument("--profile", action="store_true", help="one extra rollout per path under torch.profiler")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the report here")
     args = p.parse_args(argv)
@@ -141,6 +143,7 @@ def time_path(name, make_stepper, decoders, args, device):
     runs = [run_rollout(stepper, decoders, args.chunks, device) for _ in range(args.repeats)]
     peak = peak_memory_bytes(device)
     desc = getattr(stepper, "description", name)
+    prof = profile_rollout(stepper, args.chunks, device) if args.profile else None
     release = getattr(stepper, "release", None)
     if release:
         release()
@@ -150,7 +153,7 @@ def time_path(name, make_stepper, decoders, args, device):
     denoise = _median_per_chunk([r.denoise_ms for r in runs])
     context = _median_per_chunk([r.context_ms for r in runs])
     decode = {d: _median_per_chunk([r.decode_ms[d] for r in runs]) for d in decoders}
-    return desc, denoise, context, decode, peak, setup_s, runs[-1]
+    return desc, denoise, context, decode, peak, setup_s, runs[-1], prof
 
 
 def main(argv=None) -> dict:
@@ -208,7 +211,7 @@ def main(argv=None) -> dict:
     }
     paths, latents = {}, {}
     for name in args.paths:
-        desc, den, ctx, dec, peak, setup_s, last = time_path(name, makers[name], decoders, args, device)
+        desc, den, ctx, dec, peak, setup_s, last, prof = time_path(name, makers[name], decoders, args, device)
         cost = rollout_cost(shape, specs[name])
         paths[name] = summarize_path(
             desc,
@@ -225,6 +228,8 @@ def main(argv=None) -> dict:
         paths[name]["tflop_total"] = cost.total.flops / 1e12
         paths[name]["frames_decoded"] = last.frames_out
         latents[name] = last.latents
+        if prof is not None:
+            paths[name]["profile"] = prof
 
     ref_cost = rollout_cost(shape, base_spec)
     rates = Rates(

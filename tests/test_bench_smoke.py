@@ -104,6 +104,7 @@ def test_rolling_window_and_skipped_last_context_pass(capsys):
             "--sink",
             "3",
             "--no-context-pass-last",
+            "--profile",
         ]
     )
     ours = rep["paths"]["ours"]
@@ -112,6 +113,10 @@ def test_rolling_window_and_skipped_last_context_pass(capsys):
     assert "window 6+3" in ours["description"]
     assert ours["decode_ms_per_chunk"] == {} and ours["fps_end_to_end"] == {}
     assert "DiT 6th chunk" in capsys.readouterr().out
+    prof = ours["profile"]  # where the time went, by kernel class (CPU: ATen ops)
+    assert prof["by_class_ms"]["gemm"] > 0 and prof["by_class_ms"]["attention"] > 0
+    assert prof["total_ms"] == pytest.approx(sum(prof["by_class_ms"].values()))
+    assert prof["launches"] > 0 and prof["top"]
 
 
 def test_cli_errors_are_clear():
