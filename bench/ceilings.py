@@ -34,7 +34,7 @@ def matmul_rate(device, dtype: torch.dtype, n: int, iters: int = 20) -> float:
     return 2 * n**3 / (ms * 1e-3)
 
 
-def fp8_scaled_mm_rate(device, n: int, iters: int = 20) -> tuple[float | None, str]:
+def fp8_scaled_mm_rate(device, n: int, iters: int = 20, fast_accum: bool = False) -> tuple[float | None, str]:
     """FLOP/s of ``torch._scaled_mm`` on e4m3 operands with bf16 output, or (None, why not)."""
     device = torch.device(device)
     if device.type != "cuda":
@@ -52,7 +52,9 @@ def fp8_scaled_mm_rate(device, n: int, iters: int = 20) -> tuple[float | None, s
     one = torch.ones((), device=device, dtype=torch.float32)
     try:
         ms = median_ms(
-            lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16),
+            lambda: torch._scaled_mm(
+                a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16, use_fast_accum=fast_accum
+            ),
             device,
             warmup=3,
             iters=iters,
@@ -131,6 +133,7 @@ def measure_ceilings(
     """All ceilings in one dict (FLOP/s and bytes/s); ``attn_shape`` = (heads, head_dim, q_len, kv_len)."""
     heads, head_dim, q_len, kv_len = attn_shape
     fp8, fp8_note = fp8_scaled_mm_rate(device, gemm_n)
+    fp8_fast, _ = fp8_scaled_mm_rate(device, gemm_n, fast_accum=True)
     attn = attention_rates(device, dtype, heads, head_dim, q_len, kv_len)
     numeric = [v for v in attn.values() if isinstance(v, float)]
     return {
@@ -138,6 +141,7 @@ def measure_ceilings(
         "matmul_n": gemm_n,
         "matmul_flops": matmul_rate(device, dtype, gemm_n),
         "fp8_scaled_mm_flops": fp8,
+        "fp8_scaled_mm_fast_accum_flops": fp8_fast,
         "fp8_note": fp8_note,
         "copy_bandwidth_bytes_per_s": copy_bandwidth(device, copy_bytes),
         "attention_shape": {"heads": heads, "head_dim": head_dim, "q_len": q_len, "kv_len": kv_len},

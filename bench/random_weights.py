@@ -35,12 +35,13 @@ def randomize_(module: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def build_random(factory, device, dtype: torch.dtype, seed: int = 0) -> nn.Module:
-    """``factory()`` on the meta device, moved to ``device`` without a CPU copy, randomized, in ``dtype``.
+    """``factory()`` on the meta device, cast to ``dtype`` there, then materialised on ``device`` and
+    randomized: no CPU copy and never an fp32 copy of the whole model on the device (14B: 57 GB).
 
     Non-parameter state made in ``__init__`` (e.g. RoPE tables) is kept: only parameters and buffers
     are materialised on ``device``."""
     with torch.device("meta"):
         module = factory()
-    module = module.to_empty(device=device)
+    module = module.to(dtype).to_empty(device=device)
     randomize_(module, seed)
-    return module.to(dtype).eval().requires_grad_(False)
+    return module.eval().requires_grad_(False)
