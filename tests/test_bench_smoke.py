@@ -63,7 +63,7 @@ def test_per_chunk_times_are_consistent(report):
             assert len(ms) == chunks and all(_positive(x) for x in ms)
             assert path["frames_decoded"][dec] == 81  # 9 + 6 x 12 pixel frames out of 21 latent frames
             assert path["fps_end_to_end"][dec] < path["fps_dit_only"]
-            assert path["first_chunk_latency_ms"][dec] == pytest.approx(dit[0] + ms[0])
+            assert path["first_chunk_latency_ms"][dec] == pytest.approx(den[0] + ms[0])
         assert path["output_finite"] is True
         assert path["peak_memory_bytes"] is None  # CPU: not tracked
         assert _positive(path["setup_s"])
