@@ -184,6 +184,7 @@ def main(argv=None) -> dict:
     gen = torch.Generator(device="cpu").manual_seed(args.seed + 1)
     context = torch.randn(1, cfg.text_len, cfg.text_dim, generator=gen).to(device, dtype)
     decoders = make_decoders(args.decoder, cfg.out_dim, device, dtype, args.tiny)
+    decode_flops = {name: d.count_flops(latent_shape, dtype) for name, d in decoders.items()}
 
     base_spec = RolloutSpec(
         height=args.height,
@@ -224,6 +225,7 @@ def main(argv=None) -> dict:
             peak,
             setup_s,
             bool(torch.isfinite(last.latents).all()),
+            decode_flops,
         )
         paths[name]["tflop_total"] = cost.total.flops / 1e12
         paths[name]["frames_decoded"] = last.frames_out
@@ -274,6 +276,7 @@ def main(argv=None) -> dict:
             "chunk6_arithmetic_intensity": ref_cost.per_pass[chunk6].arithmetic_intensity,
             "floor_s": floor_seconds(ref_cost.total, rates),
             "chunk6_floor_s": floor_seconds(ref_cost.per_chunk[chunk6], rates),
+            "decode_tflop_first_and_later_chunk": {k: [f / 1e12 for f in v] for k, v in decode_flops.items()},
         },
         "paths": paths,
         "ratio_reference_over_ours": ratios(paths["reference"], paths["ours"])

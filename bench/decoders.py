@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from bench.random_weights import build_random
 
@@ -31,12 +32,19 @@ class VAEDecoder:
         else:
             cfg_cls, model_cls = vae.WanVAE21Config, vae.WanVAE21
             cfg = cfg_cls(dim=8) if tiny else cfg_cls()
-        self.model = build_random(lambda: model_cls(cfg), device, dtype, seed=11)
+        self.factory = lambda: model_cls(cfg)
+        self.model = build_random(self.factory, device, dtype, seed=11)
         self.name = f"{self.model.name} ({'tiny' if tiny else 'full size'})"
         self.cache = self.model.new_decode_cache()
 
     def reset(self) -> None:
         self.cache = self.model.new_decode_cache()
+
+    def new_state(self, model):
+        return model.new_decode_cache()
+
+    def count_flops(self, latent_shape, dtype) -> list[float]:
+        return count_decode_flops(self.factory, self.new_state, latent_shape, dtype)
 
     @torch.no_grad()
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
@@ -49,7 +57,8 @@ class TAEHVDecoder:
         cfg = taehv.TAEHV_PRESETS["taew2_2" if latent_channels == 48 else "taew2_1"]
         if tiny:
             cfg = type(cfg)(**{**cfg.__dict__, "encoder_width": 8, "decoder_widths": (16, 16, 8, 8)})
-        self.model = build_random(lambda: taehv.TAEHV(cfg), device, dtype, seed=12)
+        self.factory = lambda: taehv.TAEHV(cfg)
+        self.model = build_random(self.factory, device, dtype, seed=12)
         self.name = (
             f"TAEHV {'taew2_2' if latent_channels == 48 else 'taew2_1'} ({'tiny' if tiny else 'full size'})"
         )
@@ -58,9 +67,30 @@ class TAEHVDecoder:
     def reset(self) -> None:
         self.state = self.model.new_decode_state()
 
+    def new_state(self, model):
+        return model.new_decode_state()
+
+    def count_flops(self, latent_shape, dtype) -> list[float]:
+        return count_decode_flops(self.factory, self.new_state, latent_shape, dtype)
+
     @torch.no_grad()
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         return self.model.decode_chunk(latents, self.state)
+
+
+def count_decode_flops(factory, new_state, latent_shape, dtype, chunks: int = 2) -> list[float]:
+    """FLOPs (torch's FLOP counter: convolutions, matmuls, attention) of decoding the first ``chunks``
+    chunks of ``latent_shape`` in a stream, on the meta device (no memory, no compute)."""
+    with torch.device("meta"):
+        model = factory().to(dtype)
+        state = new_state(model)
+        out = []
+        for _ in range(chunks):
+            z = torch.empty(latent_shape, dtype=dtype)
+            with FlopCounterMode(display=False) as counter, torch.no_grad():
+                model.decode_chunk(z, state)
+            out.append(float(counter.get_total_flops()))
+    return out
 
 
 DECODERS = {"taehv": TAEHVDecoder, "vae": VAEDecoder}

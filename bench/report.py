@@ -49,6 +49,7 @@ def summarize_path(
     peak_memory_bytes: int | None,
     setup_s: float,
     output_finite: bool,
+    decode_flops: dict[str, list[float]] | None = None,
 ) -> dict:
     """One path's report section from its raw per-chunk timings (milliseconds)."""
     n = spec.num_chunks
@@ -80,6 +81,12 @@ def summarize_path(
         "setup_s": setup_s,
         "output_finite": bool(output_finite),
     }
+    if decode_flops:  # [first chunk, later chunks] per decoder
+        out["decode_achieved_tflops"] = {
+            name: (decode_flops[name][0] + decode_flops[name][1] * (n - 1)) / (sum(ms) / 1e3) / 1e12
+            for name, ms in decode_ms.items()
+            if name in decode_flops and sum(ms) > 0
+        }
     missing = [k for k in PATH_FIELDS if k not in out]
     assert not missing, missing
     return out

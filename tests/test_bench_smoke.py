@@ -89,6 +89,12 @@ def test_mfu_and_cost_match_the_flop_model(report):
     assert rep["ceilings"]["fp8_scaled_mm_flops"] is None and "CUDA" in rep["ceilings"]["fp8_note"]
     assert _positive(rep["ceilings"]["attention_flops_best"])
     assert _positive(rep["ceilings"]["copy_bandwidth_bytes_per_s"])
+    # decoder FLOPs counted on the meta device; the Wan VAE does far more work than TAEHV
+    dec = rep["model_cost"]["decode_tflop_first_and_later_chunk"]
+    assert all(_positive(x) for x in dec["taehv"] + dec["vae"])
+    assert dec["vae"][1] > 3 * dec["taehv"][1]
+    for path in rep["paths"].values():
+        assert all(_positive(x) for x in path["decode_achieved_tflops"].values())
 
 
 def test_rolling_window_and_skipped_last_context_pass(capsys):
