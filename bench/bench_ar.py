@@ -153,7 +153,7 @@ def time_path(name, make_stepper, decoders, args, device):
     denoise = _median_per_chunk([r.denoise_ms for r in runs])
     context = _median_per_chunk([r.context_ms for r in runs])
     decode = {d: _median_per_chunk([r.decode_ms[d] for r in runs]) for d in decoders}
-    return desc, denoise, context, decode, peak, setup_s, runs[-1], prof
+    return desc, denoise, context, decode, peak, setup_s, runs, prof
 
 
 def main(argv=None) -> dict:
@@ -212,7 +212,8 @@ def main(argv=None) -> dict:
     }
     paths, latents = {}, {}
     for name in args.paths:
-        desc, den, ctx, dec, peak, setup_s, last, prof = time_path(name, makers[name], decoders, args, device)
+        desc, den, ctx, dec, peak, setup_s, runs, prof = time_path(name, makers[name], decoders, args, device)
+        last = runs[-1]
         cost = rollout_cost(shape, specs[name])
         paths[name] = summarize_path(
             desc,
@@ -226,6 +227,8 @@ def main(argv=None) -> dict:
             setup_s,
             bool(torch.isfinite(last.latents).all()),
             decode_flops,
+            statistics.median(r.wall_ms for r in runs),
+            statistics.median(r.gaps_ms for r in runs),
         )
         paths[name]["tflop_total"] = cost.total.flops / 1e12
         paths[name]["frames_decoded"] = last.frames_out

@@ -33,6 +33,8 @@ PATH_FIELDS = (
     "mfu",  # achieved DiT FLOP/s over the measured bf16 matmul rate
     "mfu_chunk6",
     "setup_s",  # build + warm-up rollout (incl. compile / graph capture when on)
+    "rollout_wall_s",  # one timed rollout, first to last event (DiT + all decoders + gaps)
+    "gaps_ms",  # rollout time outside the timed segments: the device waiting for the host
     "output_finite",
 )
 RATIO_FIELDS = ("dit_ms_chunk6", "denoise_ms_chunk6", "dit_total_s", "fps_dit_only")
@@ -50,6 +52,8 @@ def summarize_path(
     setup_s: float,
     output_finite: bool,
     decode_flops: dict[str, list[float]] | None = None,
+    rollout_wall_ms: float = 0.0,
+    gaps_ms: float = 0.0,
 ) -> dict:
     """One path's report section from its raw per-chunk timings (milliseconds)."""
     n = spec.num_chunks
@@ -79,6 +83,8 @@ def summarize_path(
         if n > CHUNK6
         else None,
         "setup_s": setup_s,
+        "rollout_wall_s": rollout_wall_ms / 1e3,
+        "gaps_ms": gaps_ms,
         "output_finite": bool(output_finite),
     }
     if decode_flops:  # [first chunk, later chunks] per decoder
@@ -141,6 +147,7 @@ def format_table(report: dict) -> str:
     row("achieved TFLOP/s", lambda p: _fmt(p["achieved_tflops"]))
     row("MFU vs measured bf16 matmul", lambda p: _fmt(100 * p["mfu"], ".1f") + " %")
     row("setup incl. warm-up (s)", lambda p: _fmt(p["setup_s"], ".1f"))
+    row("device idle between segments (ms)", lambda p: _fmt(p["gaps_ms"]))
     width = max(len(r[0]) for r in rows) + 2
     colw = max(14, *(len(n) + 2 for n in names))
     lines = ["".ljust(width) + "".join(n.rjust(colw) for n in names)]

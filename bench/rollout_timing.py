@@ -42,6 +42,13 @@ class RolloutTimes:
     decode_ms: dict[str, list[float]] = field(default_factory=dict)
     latents: torch.Tensor | None = None  # [B, C, chunks * n, h, w] float32, the clean chunks
     frames_out: dict[str, int] = field(default_factory=dict)  # pixel frames each decoder produced
+    wall_ms: float = 0.0  # first mark to last mark: DiT + every decoder + the gaps between them
+
+    @property
+    def gaps_ms(self) -> float:
+        """Device time not inside a timed segment (the GPU waiting for the host between segments)."""
+        timed = sum(self.denoise_ms) + sum(self.context_ms) + sum(sum(v) for v in self.decode_ms.values())
+        return self.wall_ms - timed
 
 
 @torch.no_grad()
@@ -77,5 +84,6 @@ def run_rollout(
         out.context_ms.append(timer.elapsed_ms(m2, m3))
         for name, (a, b) in dec_marks.items():
             out.decode_ms[name].append(timer.elapsed_ms(a, b))
+    out.wall_ms = timer.elapsed_ms(marks[0][0], marks[-1][3]) if marks else 0.0
     out.latents = torch.cat(latents, dim=2)
     return out
