@@ -79,7 +79,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--no-context-pass-last", action="store_true", help="ours: skip the last chunk's context pass"
     )
     p.add_argument("--warmup", type=int, default=1, help="untimed rollouts per path before timing")
-    p.add_argument("--repeats", type=int, default=1, help="timed rollouts per path (per-chunk median)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed rollouts per path, per-chunk median (default: 3 CUDA, 1 CPU)",
+    )
     p.add_argument("--profile", action="store_true", help="one extra rollout per path under torch.profiler")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the report here")
@@ -87,6 +92,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda but this torch sees no CUDA GPU; use --device cpu (with --tiny)")
+    if args.repeats is None:
+        args.repeats = 3 if torch.device(args.device).type == "cuda" else 1
     if args.height is None or args.width is None:
         h, w = TINY_SIZE[args.model] if args.tiny else MODELS[args.model][1:]
         args.height, args.width = args.height or h, args.width or w
@@ -232,6 +239,8 @@ def main(argv=None) -> dict:
         )
         paths[name]["tflop_total"] = cost.total.flops / 1e12
         paths[name]["frames_decoded"] = last.frames_out
+        # run-to-run spread: a difference between versions smaller than this is noise
+        paths[name]["dit_total_s_runs"] = [(sum(r.denoise_ms) + sum(r.context_ms)) / 1e3 for r in runs]
         latents[name] = last.latents
         if prof is not None:
             paths[name]["profile"] = prof

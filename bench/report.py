@@ -132,6 +132,14 @@ def format_table(report: dict) -> str:
     row("DiT 6th chunk incl. context (ms)", lambda p: _fmt(p["dit_ms_chunk6"]))
     row("  of which denoising (ms)", lambda p: _fmt(p["denoise_ms_chunk6"]))
     row("DiT total (s)", lambda p: _fmt(p["dit_total_s"], ".3f"))
+    row(
+        "  spread over runs (s)",
+        lambda p: (
+            _fmt(max(p["dit_total_s_runs"]) - min(p["dit_total_s_runs"]), ".3f")
+            if p.get("dit_total_s_runs")
+            else "-"
+        ),
+    )
     row("FPS DiT only", lambda p: _fmt(p["fps_dit_only"]))
     decoders = sorted({d for p in paths.values() for d in p["fps_end_to_end"]})
     for d in decoders:
