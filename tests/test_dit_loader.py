@@ -201,9 +201,26 @@ def test_small_files_every_format_load_and_match(tmp_path, kind):
     save_file({official_to_diffusers(k): v for k, v in sd.items()}, tmp_path / "diffusers.safetensors")
     check(tmp_path / "diffusers.safetensors", tol=1e-6)
 
+    # ComfyUI all-in-one checkpoint: DiT + VAE + text encoder in one file (only the DiT is read)
+    aio = {"model.diffusion_model." + k: v.half() for k, v in sd.items()}
+    aio.update({"first_stage_model.decoder.middle.0.residual.0.gamma": torch.ones(4, 1, 1, 1)})
+    aio.update({"text_encoders.umt5xxl.transformer.shared.weight": torch.ones(8, 4)})
+    save_file(aio, tmp_path / "aio.safetensors")
+    check(tmp_path / "aio.safetensors", ref_model=rounded)
+
     # Krea realtime 14B / wrapper exports: safetensors with "model." prefix
     save_file({"model." + k: v for k, v in sd.items()}, tmp_path / "krea.safetensors")
     check(tmp_path / "krea.safetensors", tol=1e-6)
+
+    # plain fp8_e4m3fn: every >=2-D tensor fp8, no scales (Linears stay fp8 with scale 1, others upcast)
+    plain = {k: (v.to(FP8) if v.dim() >= 2 else v.half()) for k, v in sd.items()}
+    save_file(plain, tmp_path / "fp8_plain.safetensors")
+    exact = WanDiT(src.config).eval()
+    exact.load_state_dict({k: v.float() for k, v in plain.items()})
+    m = check(tmp_path / "fp8_plain.safetensors", ref_model=exact)
+    assert m.blocks[1].ffn[2].weight.dtype == FP8 and m.patch_embedding.weight.dtype == torch.float32
+    assert m.head.modulation.dtype == torch.float32
+    assert load_dit(tmp_path / "fp8_plain.safetensors", head_dim=HD).compute_dtype == torch.float16
 
     for legacy in (True, False):
         q, deq = quantize(sd, legacy)

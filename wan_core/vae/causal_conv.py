@@ -60,6 +60,15 @@ class CausalConvCache:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.history if t is not None)
 
+    def store(self, slot: int, frames: torch.Tensor) -> None:
+        """Keep ``frames`` as the history of ``slot``: copied in place into the existing buffer when
+        the shape matches (stable addresses after the first chunk, e.g. for CUDA graphs)."""
+        buf = self.history[slot]
+        if buf is not None and buf.shape == frames.shape and buf.dtype == frames.dtype:
+            buf.copy_(frames)
+        else:
+            self.history[slot] = frames.clone()
+
 
 class CausalConv3d(nn.Conv3d):
     """Conv3d padded causally in time (``2 * pad_t`` frames before, none after), symmetric in space.
@@ -87,7 +96,7 @@ class CausalConv3d(nn.Conv3d):
                 past = x.new_zeros(x.shape[0], x.shape[1], n, x.shape[3], x.shape[4])
             x = torch.cat([past.to(x.dtype), x], dim=2)  # [B, C, n + T, H, W]
             if cache is not None:
-                cache.history[self.slot] = x[:, :, -n:].clone()
+                cache.store(self.slot, x[:, :, -n:])
         return F.conv3d(x, self.weight, self.bias, self.stride, self.space_padding)
 
 
@@ -245,5 +254,5 @@ class Resample(nn.Module):
         else:
             past = cache.history[self.slot]
             out = self.time_conv(torch.cat([past.to(x.dtype), x], dim=2))
-        cache.history[self.slot] = x[:, :, -1:].clone()
+        cache.store(self.slot, x[:, :, -1:])
         return out

@@ -191,6 +191,14 @@ class TAEHVState:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.memory if t is not None)
 
+    def store(self, i: int, frame: torch.Tensor) -> None:
+        """Keep ``frame`` as block ``i``'s memory, in place when the buffer already has its shape."""
+        buf = self.memory[i]
+        if buf is not None and buf.shape == frame.shape and buf.dtype == frame.dtype:
+            buf.copy_(frame)
+        else:
+            self.memory[i] = frame.clone()
+
 
 def _run_blocks(blocks: nn.Sequential, x: torch.Tensor, state: TAEHVState) -> torch.Tensor | None:
     """Run frames ``x`` [B, T, C, H, W] through ``blocks`` with carried state -> [B, T', C', H', W'].
@@ -217,7 +225,7 @@ def _run_blocks(blocks: nn.Sequential, x: torch.Tensor, state: TAEHVState) -> to
             prev = state.memory[i]
             prev = torch.zeros_like(x[:, :1]) if prev is None else prev[:, None].to(x.dtype)
             past = torch.cat([prev, x[:, :-1]], dim=1)  # [B, T, C, H, W]
-            state.memory[i] = x[:, -1].clone()
+            state.store(i, x[:, -1])
             x = blk(x.flatten(0, 1), past.flatten(0, 1)).unflatten(0, (b, t))
         elif isinstance(blk, TGrow):
             y = blk.conv(x.flatten(0, 1))  # [B*T, s*C, H, W]
@@ -259,6 +267,12 @@ class TAEHV(nn.Module):
 
     def new_encode_state(self) -> TAEHVState:
         return TAEHVState(len(self.encoder))
+
+    def stream_decoder(self, clamp: bool = True):
+        """A ``StreamDecoder`` holding its own state: ``frames = dec(z_chunk)``; ``dec.reset()``."""
+        from .causal_vae import StreamDecoder
+
+        return StreamDecoder(self, clamp=clamp)
 
     # -- decode ---------------------------------------------------------------------------------
     def _check_latents(self, z: torch.Tensor) -> None:
