@@ -28,6 +28,7 @@ import torch  # noqa: E402
 
 from bench.ceilings import measure_ceilings  # noqa: E402
 from bench.decoders import make_decoders  # noqa: E402
+from bench.eager_bytes import eager_pass_bytes  # noqa: E402
 from bench.flops import Rates, RolloutSpec, floor_seconds, rollout_cost, shape_of  # noqa: E402
 from bench.profile_kernels import profile_rollout  # noqa: E402
 from bench.random_weights import build_random  # noqa: E402
@@ -288,6 +289,9 @@ def main(argv=None) -> dict:
             "chunk6_arithmetic_intensity": ref_cost.per_pass[chunk6].arithmetic_intensity,
             "floor_s": floor_seconds(ref_cost.total, rates),
             "chunk6_floor_s": floor_seconds(ref_cost.per_chunk[chunk6], rates),
+            "eager_pass_bytes_chunk6": eager_pass_bytes(
+                cfg, args.height, args.width, args.frames_per_chunk, chunk6, dtype
+            ),
             "decode_tflop_first_and_later_chunk": {k: [f / 1e12 for f in v] for k, v in decode_flops.items()},
         },
         "paths": paths,

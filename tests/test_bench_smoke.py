@@ -93,6 +93,9 @@ def test_mfu_and_cost_match_the_flop_model(report):
     assert rep["ceilings"]["fp8_scaled_mm_flops"] is None and "CUDA" in rep["ceilings"]["fp8_note"]
     assert _positive(rep["ceilings"]["attention_flops_best"])
     assert _positive(rep["ceilings"]["copy_bandwidth_bytes_per_s"])
+    eager = rep["model_cost"]["eager_pass_bytes_chunk6"]
+    assert eager["total_bytes"] == pytest.approx(eager["gemm_and_attention_io_bytes"] + eager["other_bytes"])
+    assert eager["ops"] > 0
     # decoder FLOPs counted on the meta device; the Wan VAE does far more work than TAEHV
     dec = rep["model_cost"]["decode_tflop_first_and_later_chunk"]
     assert all(_positive(x) for x in dec["taehv"] + dec["vae"])
