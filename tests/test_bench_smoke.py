@@ -118,6 +118,8 @@ def test_rolling_window_and_skipped_last_context_pass(capsys):
             "3",
             "--no-context-pass-last",
             "--profile",
+            "--chunks",
+            "5",
         ]
     )
     ours = rep["paths"]["ours"]
