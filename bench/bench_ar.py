@@ -19,6 +19,7 @@ import platform
 import statistics
 import sys
 import time
+import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -143,21 +144,23 @@ def time_path(name, make_stepper, decoders, args, device):
     synchronize(device)
     t0 = time.perf_counter()
     stepper = make_stepper()
-    for _ in range(args.warmup):
-        run_rollout(stepper, decoders, args.chunks, device)
-    synchronize(device)
-    setup_s = time.perf_counter() - t0
-    reset_peak_memory(device)
-    runs = [run_rollout(stepper, decoders, args.chunks, device) for _ in range(args.repeats)]
-    peak = peak_memory_bytes(device)
-    desc = getattr(stepper, "description", name)
-    prof = profile_rollout(stepper, args.chunks, device) if args.profile else None
-    release = getattr(stepper, "release", None)
-    if release:
-        release()
-    del stepper
-    if torch.device(device).type == "cuda":
-        torch.cuda.empty_cache()
+    try:
+        for _ in range(args.warmup):
+            run_rollout(stepper, decoders, args.chunks, device)
+        synchronize(device)
+        setup_s = time.perf_counter() - t0
+        reset_peak_memory(device)
+        runs = [run_rollout(stepper, decoders, args.chunks, device) for _ in range(args.repeats)]
+        peak = peak_memory_bytes(device)
+        desc = getattr(stepper, "description", name)
+        prof = profile_rollout(stepper, args.chunks, device) if args.profile else None
+    finally:
+        release = getattr(stepper, "release", None)
+        if release:
+            release()
+        del stepper
+        if torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()
     denoise = _median_per_chunk([r.denoise_ms for r in runs])
     context = _median_per_chunk([r.context_ms for r in runs])
     decode = {d: _median_per_chunk([r.decode_ms[d] for r in runs]) for d in decoders}
@@ -218,33 +221,11 @@ def main(argv=None) -> dict:
         ),
         "ours": lambda: PipelineStepper(model, context, args.chunks, args),
     }
-    paths, latents = {}, {}
-    for name in args.paths:
-        desc, den, ctx, dec, peak, setup_s, runs, prof = time_path(name, makers[name], decoders, args, device)
-        last = runs[-1]
-        cost = rollout_cost(shape, specs[name])
-        paths[name] = summarize_path(
-            desc,
-            den,
-            ctx,
-            dec,
-            specs[name],
-            cost,
-            ceilings["matmul_flops"],
-            peak,
-            setup_s,
-            bool(torch.isfinite(last.latents).all()),
-            decode_flops,
-            statistics.median(r.wall_ms for r in runs),
-            statistics.median(r.gaps_ms for r in runs),
-        )
-        paths[name]["tflop_total"] = cost.total.flops / 1e12
-        paths[name]["frames_decoded"] = last.frames_out
-        # run-to-run spread: a difference between versions smaller than this is noise
-        paths[name]["dit_total_s_runs"] = [(sum(r.denoise_ms) + sum(r.context_ms)) / 1e3 for r in runs]
-        latents[name] = last.latents
-        if prof is not None:
-            paths[name]["profile"] = prof
+    paths, latents, errors = {}, {}, {}
+
+    def save(rep: dict) -> None:
+        if args.json:
+            write_json(rep, args.json)
 
     ref_cost = rollout_cost(shape, base_spec)
     rates = Rates(
@@ -295,16 +276,56 @@ def main(argv=None) -> dict:
             "decode_tflop_first_and_later_chunk": {k: [f / 1e12 for f in v] for k, v in decode_flops.items()},
         },
         "paths": paths,
-        "ratio_reference_over_ours": ratios(paths["reference"], paths["ours"])
-        if {"reference", "ours"} <= set(paths)
-        else {},
+        "ratio_reference_over_ours": {},
+        "errors": errors,
     }
-    if {"reference", "ours"} <= set(latents):
+    save(report)  # partial results survive a crash or a time limit later on
+    for name in args.paths:
+        try:
+            desc, den, ctx, dec, peak, setup_s, runs, prof = time_path(
+                name, makers[name], decoders, args, device
+            )
+        except Exception as e:  # keep the other path's numbers (one GPU run is precious)
+            errors[name] = f"{type(e).__name__}: {e}"
+            print(f"path {name} failed:\n{traceback.format_exc()}", file=sys.stderr)
+            if cuda:
+                torch.cuda.empty_cache()
+            save(report)
+            continue
+        last = runs[-1]
+        cost = rollout_cost(shape, specs[name])
+        paths[name] = summarize_path(
+            desc,
+            den,
+            ctx,
+            dec,
+            specs[name],
+            cost,
+            ceilings["matmul_flops"],
+            peak,
+            setup_s,
+            bool(torch.isfinite(last.latents).all()),
+            decode_flops,
+            statistics.median(r.wall_ms for r in runs),
+            statistics.median(r.gaps_ms for r in runs),
+        )
+        paths[name]["tflop_total"] = cost.total.flops / 1e12
+        paths[name]["frames_decoded"] = last.frames_out
+        # run-to-run spread: a difference between versions smaller than this is noise
+        paths[name]["dit_total_s_runs"] = [(sum(r.denoise_ms) + sum(r.context_ms)) / 1e3 for r in runs]
+        latents[name] = last.latents
+        if prof is not None:
+            paths[name]["profile"] = prof
+
+        save(report)
+
+    if {"reference", "ours"} <= set(paths):
+        report["ratio_reference_over_ours"] = ratios(paths["reference"], paths["ours"])
         ref, ours = latents["reference"], latents["ours"]
         report["latent_rel_err_ours_vs_reference"] = float((ours - ref).norm() / ref.norm().clamp_min(1e-30))
     print(format_table(report))
+    save(report)
     if args.json:
-        write_json(report, args.json)
         print(f"wrote {args.json}")
     return report
 

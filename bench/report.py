@@ -124,6 +124,9 @@ def format_table(report: dict) -> str:
     """Human-readable summary: one column per path, then the per-chunk times and the ceilings."""
     paths = report["paths"]
     names = list(paths)
+    errors = [f"path {n} FAILED: {e}" for n, e in report.get("errors", {}).items()]
+    if not names:
+        return "\n".join(errors or ["no path was run"])
     rows: list[tuple[str, list[str]]] = []
 
     def row(label, fn):
@@ -160,6 +163,7 @@ def format_table(report: dict) -> str:
     colw = max(14, *(len(n) + 2 for n in names))
     lines = ["".ljust(width) + "".join(n.rjust(colw) for n in names)]
     lines += [label.ljust(width) + "".join(v.rjust(colw) for v in vals) for label, vals in rows]
+    lines += errors
     lines.append("")
     lines.append("DiT ms per chunk (denoise + context pass):")
     for n in names:

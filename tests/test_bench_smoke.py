@@ -142,3 +142,16 @@ def test_cli_errors_are_clear():
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit):
             bench_ar.parse_args(["--device", "cuda"])
+
+
+def test_a_failing_path_keeps_the_other_and_the_json(tmp_path, capsys):
+    out = tmp_path / "partial.json"
+    # flash attention needs CUDA: "ours" fails at build time, the reference still runs and is written
+    rep = bench_ar.main(
+        [*TINY, "--decoder", "none", "--chunks", "2", "--attn-backend", "flash", "--json", str(out)]
+    )
+    assert "ours" in rep["errors"] and "CUDA" in rep["errors"]["ours"]
+    assert set(rep["paths"]) == {"reference"} and rep["ratio_reference_over_ours"] == {}
+    with open(out) as f:
+        assert json.load(f)["paths"]["reference"]["dit_ms_per_chunk"]
+    assert "path ours FAILED" in capsys.readouterr().out
