@@ -28,6 +28,7 @@ def test_streaming_decode_equals_whole(tae, chunk):
     sizes = [z[:, :, i : i + chunk].shape[2] for i in range(0, 9, chunk)]
     assert [p.shape[2] for p in parts] == [4 * sizes[0] - 3] + [4 * n for n in sizes[1:]]
     assert max_rel_err(torch.cat(parts, 2), whole) <= 1e-5
+    assert max_rel_err(tae.decode(z, clamp=False, latents_per_step=chunk), whole) <= 1e-5
     dec = tae.stream_decoder(clamp=False)
     for _ in range(2):
         got = torch.cat([dec(z[:, :, i : i + chunk]) for i in range(0, 9, chunk)], 2)

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import torch
 
+from .decoders import TAEHVDecoder, VAEDecoder
 from .model_files import ensure_model_file
 from .pipeline import StreamingPipeline
 from .presets import RolloutPreset
 
-__all__ = ["resolve_files", "encode_text", "build_pipeline", "TAEHVDecoder"]
+__all__ = ["resolve_files", "encode_text", "build_pipeline"]
 
 
 def resolve_files(
@@ -48,44 +49,6 @@ def encode_text(path: str | os.PathLike, prompts: list[str], device="cpu", dtype
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-class TAEHVDecoder:
-    """Adapter giving a TAEHV the ``stream_decoder()`` interface of the Wan VAE."""
-
-    def __init__(self, tae):
-        self.tae = tae
-
-    def stream_decoder(self):
-        return _TAEHVStream(self.tae)
-
-
-class _TAEHVStream:
-    def __init__(self, tae):
-        self.tae = tae
-        self.state = tae.new_decode_state()
-
-    @torch.no_grad()
-    def decode_chunk(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.tae.decode_chunk(latents.to(self.tae.dtype), self.state)
-
-
-class _VAEStream:
-    def __init__(self, vae):
-        self.inner = vae.stream_decoder()
-        self.dtype = vae.dtype
-
-    @torch.no_grad()
-    def decode_chunk(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.inner.decode_chunk(latents.to(self.dtype))
-
-
-class VAEDecoder:
-    def __init__(self, vae):
-        self.vae = vae
-
-    def stream_decoder(self):
-        return _VAEStream(self.vae)
 
 
 class _VAEEncoder:

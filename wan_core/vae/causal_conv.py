@@ -134,7 +134,8 @@ class RMSNorm(nn.Module):
         self.gamma = nn.Parameter(torch.ones((dim, 1, 1) if images else (dim, 1, 1, 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(x, dim=1) * self.scale * self.gamma
+        y = F.normalize(x, dim=1)  # fresh tensor: scaled in place to save one full-size temporary
+        return y.mul_(self.scale * self.gamma)
 
 
 class ResidualBlock(nn.Module):
@@ -146,10 +147,10 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.residual = nn.Sequential(
             RMSNorm(in_dim),
-            nn.SiLU(),
+            nn.SiLU(inplace=True),  # acts on the norm's fresh output
             CausalConv3d(in_dim, out_dim, 3, padding=1),
             RMSNorm(out_dim),
-            nn.SiLU(),
+            nn.SiLU(inplace=True),
             nn.Identity(),  # dropout slot in the official layout (keeps the key indices)
             CausalConv3d(out_dim, out_dim, 3, padding=1),
         )

@@ -309,9 +309,20 @@ class TAEHV(nn.Module):
             y = y.clamp(0, 1)
         return (y * 2 - 1).transpose(1, 2)
 
-    def decode(self, latents: torch.Tensor, clamp: bool = True) -> torch.Tensor:
-        """Whole latent video ``[B, C, T, h, w]`` (normalized) -> ``[B, 3, 4T - 3, H, W]`` in [-1, 1]."""
-        return self.decode_chunk(latents, self.new_decode_state(), clamp=clamp)
+    def decode(
+        self, latents: torch.Tensor, clamp: bool = True, latents_per_step: int | None = None
+    ) -> torch.Tensor:
+        """Whole latent video ``[B, C, T, h, w]`` (normalized) -> ``[B, 3, 4T - 3, H, W]`` in [-1, 1].
+
+        ``latents_per_step`` bounds the working memory by that many latent frames (same result).
+        """
+        state = self.new_decode_state()
+        step = latents.shape[2] if latents_per_step is None else max(1, int(latents_per_step))
+        parts = [
+            self.decode_chunk(latents[:, :, i : i + step], state, clamp=clamp)
+            for i in range(0, latents.shape[2], step)
+        ]
+        return torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
 
     # -- encode ---------------------------------------------------------------------------------
     def _check_frames(self, x: torch.Tensor) -> None:
