@@ -155,3 +155,20 @@ def test_a_failing_path_keeps_the_other_and_the_json(tmp_path, capsys):
     with open(out) as f:
         assert json.load(f)["paths"]["reference"]["dit_ms_per_chunk"]
     assert "path ours FAILED" in capsys.readouterr().out
+
+
+def test_fp8_linear_microbenchmark_reports_time_and_error(tmp_path):
+    from bench import fp8_linear
+
+    rep = fp8_linear.main(["--tiny", "--device", "cpu", "--iters", "2", "--json", str(tmp_path / "fp8.json")])
+    assert [r["per_block"] for r in rep["shapes"]] == [6, 1, 1]
+    for r in rep["shapes"]:
+        bf16, fp8w = r["variants"]["bf16"], r["variants"]["fp8_weight_dequant"]
+        assert _positive(bf16["ms"]) and _positive(fp8w["ms"])
+        # bf16 rounding ~1e-3; e4m3 weights (3 mantissa bits) ~3e-2: FP8 needs the end-to-end check
+        assert 1e-4 < bf16["rel_err_vs_fp32"] < 1e-2
+        assert 5 * bf16["rel_err_vs_fp32"] < fp8w["rel_err_vs_fp32"] < 0.1
+        assert "fp8_rowwise" not in r["variants"]  # CUDA only
+    assert set(rep["per_pass_ms"]) == {"bf16", "fp8_weight_dequant"}
+    q, s = fp8_linear.quantize_rows(torch.randn(4, 16))
+    assert q.dtype == torch.float8_e4m3fn and s.shape == (4, 1)
