@@ -14,6 +14,7 @@ the same run; the reference/ours ratio; the ceilings and the FLOP model (bench/f
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -59,6 +60,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--timesteps", default=DEFAULT_TIMESTEPS, help="comma-separated denoising timesteps")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     p.add_argument("--device", default=None, help="cuda | cpu (default: cuda when available)")
+    p.add_argument(
+        "--reference-dtype",
+        choices=sorted(DTYPES),
+        default=None,
+        help="dtype of the reference path (default: --dtype); fp32 gives the bf16-vs-fp32 error yardstick",
+    )
     p.add_argument("--tiny", action="store_true", help="tiny random config (dim 64, 2 layers, 64x64) for CPU")
     p.add_argument("--decoder", choices=["taehv", "vae", "both", "none"], default="both")
     p.add_argument("--paths", default="reference,ours", help="which paths to run, comma-separated")
@@ -215,9 +222,15 @@ def main(argv=None) -> dict:
             }
         ),
     }
+    ref_dtype = DTYPES[args.reference_dtype or args.dtype]
+
+    def reference_model():
+        # same (bf16-rounded) weights in another dtype: a copy, freed with the reference path
+        return model if ref_dtype == dtype else copy.deepcopy(model).to(ref_dtype)
+
     makers = {
         "reference": lambda: ReferenceStepper(
-            model, context, latent_shape, args.chunks, args.timesteps, args.seed
+            reference_model(), context.to(ref_dtype), latent_shape, args.chunks, args.timesteps, args.seed
         ),
         "ours": lambda: PipelineStepper(model, context, args.chunks, args),
     }
@@ -247,6 +260,7 @@ def main(argv=None) -> dict:
             "video_frames": base_spec.video_frames,
             "tokens_per_frame": frame_tokens,
             "dtype": args.dtype,
+            "reference_dtype": args.reference_dtype or args.dtype,
             "batch": 1,
             "decoders": {k: d.name for k, d in decoders.items()},
             "compile": args.compile,

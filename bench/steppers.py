@@ -16,8 +16,8 @@ Both draw each chunk's noise exactly as the pipeline does (``chunk_seed``), so t
 from __future__ import annotations
 
 import torch
-from wan_core.rollout.pipeline import StreamingPipeline, chunk_seed
 
+from wan_core.rollout.pipeline import StreamingPipeline, chunk_seed
 from wan_core.rollout.presets import get_preset
 from wan_core.rollout.schedulers import FewStepSchedule
 
@@ -45,7 +45,8 @@ class ReferenceStepper:
             chunk_noise(seed, i, len(timesteps), latent_shape, model.device) for i in range(num_chunks)
         ]
         self.description = (
-            "reference: eager forward_chunk, SDPA, full growing KV cache, every speed feature off"
+            "reference: eager forward_chunk, SDPA, full growing KV cache, every speed feature off, "
+            + str(model.compute_dtype).replace("torch.", "")
         )
 
     def start_video(self) -> None:
@@ -68,7 +69,7 @@ class ReferenceStepper:
         self.model.forward_chunk(x0, self.t, self.cross, self.cache, i * self.n)
 
     def release(self) -> None:
-        self.cache = self.cross = self.noise = None
+        self.cache = self.cross = self.noise = self.model = None
 
 
 def bench_preset(cfg, args, num_latent_frames: int):

@@ -172,3 +172,11 @@ def test_fp8_linear_microbenchmark_reports_time_and_error(tmp_path):
     assert set(rep["per_pass_ms"]) == {"bf16", "fp8_weight_dequant"}
     q, s = fp8_linear.quantize_rows(torch.randn(4, 16))
     assert q.dtype == torch.float8_e4m3fn and s.shape == (4, 1)
+
+
+def test_fp32_reference_gives_the_bf16_error_yardstick():
+    rep = bench_ar.main([*TINY, "--decoder", "none", "--chunks", "3", "--reference-dtype", "fp32"])
+    assert rep["config"]["reference_dtype"] == "fp32"
+    assert "float32" in rep["paths"]["reference"]["description"]
+    err = rep["latent_rel_err_ours_vs_reference"]  # ours in bf16 against the same weights in fp32
+    assert 1e-5 < err < 0.2
