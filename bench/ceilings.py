@@ -12,14 +12,16 @@ import torch.nn.functional as F
 from bench.timing import median_ms
 
 
+def _randn(*shape: int, device, dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor:
+    """Random normal data made on ``device`` (no host copy of GiB-sized operands)."""
+    return torch.randn(*shape, device=device, dtype=torch.float32, generator=gen).to(dtype)
+
+
 def matmul_rate(device, dtype: torch.dtype, n: int, iters: int = 20) -> float:
     """FLOP/s of an ``n x n x n`` GEMM loop; three operand sets rotated so the cache holds none of them."""
-    gen = torch.Generator(device="cpu").manual_seed(0)
+    gen = torch.Generator(device=device).manual_seed(0)
     sets = [
-        (
-            torch.randn(n, n, generator=gen).to(device, dtype),
-            torch.randn(n, n, generator=gen).to(device, dtype),
-        )
+        (_randn(n, n, device=device, dtype=dtype, gen=gen), _randn(n, n, device=device, dtype=dtype, gen=gen))
         for _ in range(3)
     ]
     out = torch.empty(n, n, device=device, dtype=dtype)
@@ -46,9 +48,9 @@ def fp8_scaled_mm_rate(device, n: int, iters: int = 20, fast_accum: bool = False
             None,
             f"fp8 needs compute capability >= 8.9, this GPU is {torch.cuda.get_device_capability(device)}",
         )
-    gen = torch.Generator(device="cpu").manual_seed(1)
-    a = torch.randn(n, n, generator=gen).to(device).to(torch.float8_e4m3fn)
-    b = torch.randn(n, n, generator=gen).to(device).to(torch.float8_e4m3fn).t()  # column-major operand
+    gen = torch.Generator(device=device).manual_seed(1)
+    a = _randn(n, n, device=device, dtype=torch.float8_e4m3fn, gen=gen)
+    b = _randn(n, n, device=device, dtype=torch.float8_e4m3fn, gen=gen).t()  # column-major operand
     one = torch.ones((), device=device, dtype=torch.float32)
     try:
         ms = median_ms(

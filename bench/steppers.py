@@ -126,6 +126,9 @@ class PipelineStepper:
 
     def start_video(self) -> None:
         self.model.attn_backend = self.backend
+        # drop the previous video's state first: initialize_cache allocates the new KV cache before
+        # replacing the old one, which would count two caches in the peak memory of one video
+        self.pipe.state = None
         self.pipe.initialize_cache(self.context_emb, seed=self.seed, **self.init_kw)
 
     def denoise_chunk(self, i: int) -> torch.Tensor:
