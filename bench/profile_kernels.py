@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from bench.rollout_timing import run_rollout
@@ -52,9 +53,11 @@ def profile_rollout(stepper, num_chunks: int, device, top: int = 15) -> dict:
         run_rollout(stepper, {}, num_chunks, device)
     rows = []
     for ev in prof.key_averages():
-        if cuda:
+        if cuda:  # device-side events only (kernels, memcpy, memset); CPU ops carry no self device time
+            if getattr(ev, "device_type", None) != DeviceType.CUDA:
+                continue
             us = getattr(ev, "self_device_time_total", 0) or getattr(ev, "self_cuda_time_total", 0)
-            if us <= 0 or ev.key.startswith(("aten::", "cuda", "Activity Buffer")):
+            if us <= 0:
                 continue
         else:
             us = ev.self_cpu_time_total
