@@ -72,3 +72,46 @@ def test_module_entry_point_runs(tmp_path):
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )  # fmt: skip
     assert r.returncode == 2 and "causvid_model.pt" in r.stderr and "tianweiy/CausVid" in r.stderr
+
+
+def test_readme_command_with_download_fetches_missing_files(models_dir, tmp_path, monkeypatch, capsys):
+    """README's main-job command with --download into an empty folder; the Hub is replaced by a local
+    stand-in serving the tiny files under their real repo paths (the tests have no internet)."""
+    import shutil
+    import types
+
+    from wan_core.rollout.presets import get_preset
+
+    preset = get_preset("self-forcing-1.3b")
+    served = {
+        (preset.dit.repo, preset.dit.repo_path): models_dir / "diffusion_models" / "self_forcing_dmd.pt",
+        (preset.vae.repo, preset.vae.repo_path): models_dir / "vae" / "wan_2.1_vae.safetensors",
+        # the stand-in serves the tiny fp16-layout encoder under the fp8 file's path: same loader
+        (preset.text_encoder.repo, preset.text_encoder.repo_path): models_dir
+        / "text_encoders"
+        / "umt5_xxl_fp16.safetensors",
+    }
+    fetched = []
+
+    def hf_hub_download(repo_id, filename, local_dir):
+        fetched.append((repo_id, filename))
+        dest = Path(local_dir) / filename
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(served[(repo_id, filename)], dest)
+        return str(dest)
+
+    monkeypatch.setitem(
+        sys.modules, "huggingface_hub", types.SimpleNamespace(hf_hub_download=hf_hub_download)
+    )
+    empty = tmp_path / "models"
+    out = tmp_path / "out.mp4"
+    rc = main(
+        ["generate", "--preset", "self-forcing-1.3b", "--prompt", "a red fox running through snow",
+         "--models-dir", str(empty), "--download", "--frames", "9", "--height", "32", "--width", "48",
+         "--out", str(out)]
+    )  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    assert sorted(fetched) == sorted(served)
+    assert (empty / "diffusion_models" / "self_forcing_dmd.pt").is_file()
+    assert (empty / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors").is_file()
+    assert out.is_file() and "wrote 9 frames" in capsys.readouterr().out

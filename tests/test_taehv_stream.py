@@ -73,6 +73,8 @@ def test_bad_input(tae):
         tae.decode(torch.randn(tae.latent_channels, 2, 2, 2))
     with pytest.raises(ValueError, match="no frames"):
         tae.encode_flush(tae.new_encode_state())
+    with pytest.raises(ValueError, match="no frames"):
+        tae.decode(torch.randn(1, tae.latent_channels, 0, 2, 2))
 
 
 def test_batch_items_are_independent(tae):

@@ -63,8 +63,9 @@ def test_tiled_wan_vae_close_to_untiled_and_streams(vae):
     # one tile covering everything is the untiled decode
     assert max_rel_err(TiledDecoder(vae, tile_size=(6, 10), tile_overlap=2).decode_chunk(z), ref) < 1e-6
     # streaming: each tile keeps its own cache
-    dec = TiledDecoder(vae, tile_size=(6, 6), tile_overlap=2)
-    streamed = torch.cat([dec.decode_chunk(z[:, :, i : i + 2]) for i in range(0, 3, 2)], dim=2)
+    dec = vae.stream_decoder(tile_size=(6, 6), tile_overlap=2)
+    assert isinstance(dec, TiledDecoder)
+    streamed = torch.cat([dec(z[:, :, i : i + 2]) for i in range(0, 3, 2)], dim=2)
     assert max_rel_err(streamed, whole) <= 1e-5
     with pytest.raises(ValueError, match="latent size changed"):
         dec.decode_chunk(z[:, :, :1, :4])
@@ -74,7 +75,7 @@ def test_tiled_taehv_streams():
     tae = randomize_(TAEHV(TAEHVConfig(encoder_width=6, decoder_widths=(12, 8, 4, 4))), 2, std=0.2).eval()
     z = torch.randn(1, 16, 4, 6, 7)
     whole = TiledDecoder(tae, tile_size=4, tile_overlap=1, clamp=False).decode_chunk(z)
-    dec = TiledDecoder(tae, tile_size=4, tile_overlap=1, clamp=False)
+    dec = tae.stream_decoder(tile_size=4, tile_overlap=1, clamp=False)
     streamed = torch.cat([dec.decode_chunk(z[:, :, i : i + 3]) for i in range(0, 4, 3)], dim=2)
     assert streamed.shape == whole.shape == (1, 3, 13, 48, 56)
     assert max_rel_err(streamed, whole) <= 1e-5

@@ -1,5 +1,7 @@
 """Wan VAE 2.1 / 2.2: parity with the official ``wan22`` code, streaming == whole, bad input."""
 
+import copy
+
 import pytest
 import torch
 from official_ref import max_rel_err, official, randomize_
@@ -183,3 +185,13 @@ def test_real_size_chunk_shapes_on_meta(version):
     assert model.decode_chunk(z, state).shape == (1, 3, 12, 480, 832)
     x = torch.empty(1, 3, 9, 480, 832, device="meta")
     assert model.encode(x).shape == (1, c, 3, 480 // s, 832 // s)
+
+
+def test_bf16_decode_runs_and_tracks_fp32(pair):
+    version, _, ours = pair
+    z = torch.randn(1, TINY[version]["z"], 2, 2, 2, generator=torch.Generator().manual_seed(4))
+    ref = ours.decode(z)
+    bf16 = copy.deepcopy(ours).to(torch.bfloat16)
+    out = bf16.decode(z)
+    assert out.dtype == torch.bfloat16 and out.shape == ref.shape
+    assert (out.float() - ref).abs().mean() < 0.05

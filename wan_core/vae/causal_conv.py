@@ -193,8 +193,11 @@ def _per_frame(fn, x: torch.Tensor) -> torch.Tensor:
 
 
 class _NearestUp2x(nn.Module):
+    """Nearest-exact x2 in the input dtype (a pure copy, so bf16 gives the fp32 result bit for bit;
+    the official code upcasts to fp32 first, which doubles the largest activation's memory)."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x.float(), scale_factor=2.0, mode="nearest-exact").to(x.dtype)
+        return F.interpolate(x, scale_factor=2.0, mode="nearest-exact")
 
 
 class Resample(nn.Module):

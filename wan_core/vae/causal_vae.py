@@ -58,8 +58,22 @@ class WanCausalVAE(nn.Module):
     def new_encode_cache(self) -> CausalConvCache:
         return CausalConvCache(self.encoder_slots)
 
-    def stream_decoder(self, latents_per_step: int | None = None, clamp: bool = True) -> StreamDecoder:
-        """A :class:`StreamDecoder` holding its own cache: ``frames = dec(z_chunk)``."""
+    def stream_decoder(
+        self,
+        latents_per_step: int | None = None,
+        clamp: bool = True,
+        tile_size: int | tuple[int, int] | None = None,
+        tile_overlap: int = 8,
+    ):
+        """A decode stream holding its own cache: ``frames = dec(z_chunk)``; ``dec.reset()``.
+
+        ``tile_size`` (latent pixels) switches to spatial tiling with ``tile_overlap`` blending
+        (:class:`~wan_core.vae.tiling.TiledDecoder`, one cache per tile).
+        """
+        if tile_size is not None:
+            from .tiling import TiledDecoder
+
+            return TiledDecoder(self, tile_size, tile_overlap, latents_per_step=latents_per_step, clamp=clamp)
         return StreamDecoder(self, latents_per_step=latents_per_step, clamp=clamp)
 
     @property

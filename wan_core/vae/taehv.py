@@ -31,7 +31,7 @@ convert with ``latent_norm`` inside, so callers always pass normalized latents.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -259,17 +259,23 @@ class TAEHV(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.decoder[-1].weight.dtype
 
-    def with_config(self, **changes) -> TAEHVConfig:
-        return replace(self.config, **changes)
-
     def new_decode_state(self) -> TAEHVState:
         return TAEHVState(len(self.decoder))
 
     def new_encode_state(self) -> TAEHVState:
         return TAEHVState(len(self.encoder))
 
-    def stream_decoder(self, clamp: bool = True):
-        """A ``StreamDecoder`` holding its own state: ``frames = dec(z_chunk)``; ``dec.reset()``."""
+    def stream_decoder(
+        self, clamp: bool = True, tile_size: int | tuple[int, int] | None = None, tile_overlap: int = 8
+    ):
+        """A decode stream holding its own state: ``frames = dec(z_chunk)``; ``dec.reset()``.
+
+        ``tile_size`` (latent pixels) switches to spatial tiling with ``tile_overlap`` blending.
+        """
+        if tile_size is not None:
+            from .tiling import TiledDecoder
+
+            return TiledDecoder(self, tile_size, tile_overlap, clamp=clamp)
         from .causal_vae import StreamDecoder
 
         return StreamDecoder(self, clamp=clamp)
@@ -278,6 +284,8 @@ class TAEHV(nn.Module):
     def _check_latents(self, z: torch.Tensor) -> None:
         if z.ndim != 5:
             raise ValueError(f"TAEHV: latents must be [B, C, T, H, W], got shape {tuple(z.shape)}.")
+        if z.shape[2] < 1:
+            raise ValueError(f"TAEHV: latents have no frames (shape {tuple(z.shape)}).")
         c = self.config.latent_channels
         if z.shape[1] != c:
             raise ValueError(
@@ -316,6 +324,7 @@ class TAEHV(nn.Module):
 
         ``latents_per_step`` bounds the working memory by that many latent frames (same result).
         """
+        self._check_latents(latents)
         state = self.new_decode_state()
         step = latents.shape[2] if latents_per_step is None else max(1, int(latents_per_step))
         parts = [
