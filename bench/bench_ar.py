@@ -324,6 +324,8 @@ def main(argv=None) -> dict:
             statistics.median(r.gaps_ms for r in runs),
         )
         paths[name]["tflop_total"] = cost.total.flops / 1e12
+        # build + compile + graph capture: the warm-up rollouts minus what a warm rollout costs
+        paths[name]["cold_start_overhead_s"] = max(0.0, setup_s - args.warmup * paths[name]["rollout_wall_s"])
         paths[name]["frames_decoded"] = last.frames_out
         # run-to-run spread: a difference between versions smaller than this is noise
         paths[name]["dit_total_s_runs"] = [(sum(r.denoise_ms) + sum(r.context_ms)) / 1e3 for r in runs]

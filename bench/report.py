@@ -158,6 +158,7 @@ def format_table(report: dict) -> str:
     row("achieved TFLOP/s", lambda p: _fmt(p["achieved_tflops"]))
     row("MFU vs measured bf16 matmul", lambda p: _fmt(100 * p["mfu"], ".1f") + " %")
     row("setup incl. warm-up (s)", lambda p: _fmt(p["setup_s"], ".1f"))
+    row("cold start: build+compile+capture (s)", lambda p: _fmt(p.get("cold_start_overhead_s"), ".1f"))
     row("device idle between segments (ms)", lambda p: _fmt(p["gaps_ms"]))
     width = max(len(r[0]) for r in rows) + 2
     colw = max(14, *(len(n) + 2 for n in names))

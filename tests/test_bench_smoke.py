@@ -67,6 +67,7 @@ def test_per_chunk_times_are_consistent(report):
         assert path["output_finite"] is True
         assert path["peak_memory_bytes"] is None  # CPU: not tracked
         assert _positive(path["setup_s"])
+        assert path["cold_start_overhead_s"] == pytest.approx(path["setup_s"])  # --warmup 0: build only
         assert path["dit_total_s_runs"] == pytest.approx([path["dit_total_s"]])  # one timed run
         timed = path["dit_total_s"] + sum(sum(v) for v in path["decode_ms_per_chunk"].values()) / 1e3
         assert path["rollout_wall_s"] == pytest.approx(timed + path["gaps_ms"] / 1e3)
