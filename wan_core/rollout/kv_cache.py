@@ -1,12 +1,11 @@
-"""The DiT's ``RollingKVCache`` plus a RoPE position offset, for re-encoding after a prompt switch.
+"""The DiT's ``RollingKVCache`` plus what the rollout schemes need on top of it.
 
-A prompt switch (LongLive) re-encodes the K/V of the frames the next chunk can see: the sink frames
-``[0, S)`` and the window frames ``[g, start)``. Replayed into an empty cache they become the
-contiguous cache frames ``[0, S)`` and ``[S, S + start - g)``; later chunks continue from there with
-``cache frame = real frame - (g - S)``. With absolute RoPE (Self-Forcing convention) the window
-frames must keep their real positions, so positions of non-sink frames are shifted by
-``position_offset = g - S``. With relative RoPE positions only depend on the cache layout, which the
-replay reproduces exactly, so the offset stays 0.
+``plan_span``: plan one pass over an arbitrary span of frames -- LongLive's re-cache after a prompt
+switch (the frames already held, re-encoded in place, see ``prompt_switch.py``) and Krea's KV
+recompute (the cache rebuilt from frame 0 before every chunk, see ``kv_recompute.py``).
+
+``position_offset`` (absolute RoPE): non-sink frames get RoPE position ``frame + position_offset``,
+for a caller that replays frames into an empty cache with a gap. The pipeline keeps it at 0.
 """
 
 from __future__ import annotations
@@ -38,3 +37,27 @@ class OffsetRollingKVCache(RollingKVCache):
     def reset(self) -> None:
         super().reset()
         self.position_offset = 0
+
+    def plan_span(self, frame_start: int, n: int) -> None:
+        """Plan frames ``[frame_start, frame_start + n)`` as one pass, whatever the previous chunk was:
+        re-encoding after a prompt switch (the frames already in the cache, ``frame_start + n`` = the
+        current end) or rebuilding the cache from frame 0 (KV recompute). Spans longer than the window
+        are allowed only from frame 0 up to ``sink + window`` frames, where slot == frame."""
+        frame_start, n = int(frame_start), int(n)
+        if n > self.window_frames:
+            if frame_start != 0 or n > self.capacity_frames:
+                raise ValueError(
+                    f"a span of {n} frames from frame {frame_start} does not fit the cache "
+                    f"({self.sink_frames} sink + {self.window_frames} window frames)"
+                )
+            # From frame 0 with n <= S + W every frame sits in slot f and every position is f, with any
+            # ring length >= n - S: plan with the ring length n, then restore it.
+            window = self.window_frames
+            self.window_frames = n
+            try:
+                self.plan_chunk(0, n)
+            finally:
+                self.window_frames = window
+            return
+        self.chunk_start = frame_start  # a re-run of this start is always allowed
+        self.plan_chunk(frame_start, n)

@@ -39,6 +39,7 @@ from .decoders import as_stream_decoder_factory
 from .graphs import ChunkForward, compile_blocks, default_speed_flags, is_compile_error, log, uncompile_blocks
 from .kv_cache import OffsetRollingKVCache
 from .presets import RolloutPreset
+from .prompt_switch import recache_span
 from .schedulers import flow_to_x0, renoise
 
 __all__ = ["ChunkResult", "RolloutState", "RolloutInterrupted", "StreamingPipeline", "chunk_seed"]
@@ -83,7 +84,7 @@ class RolloutState:
     switches: dict[int, object] = field(default_factory=dict)  # chunk index -> prompts (pending)
     image: ImageCondition | None = None
     cache: OffsetRollingKVCache | None = None
-    cache_offset: int = 0  # real latent frame - cache frame (after a prompt-switch re-encode with a gap)
+    cache_offset: int = 0  # real latent frame - cache frame (KV recompute rebuilds the cache from frame 0)
     history: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = field(
         default_factory=dict
     )  # frame -> (x0, y)
@@ -378,7 +379,7 @@ class StreamingPipeline:
 
     def switch_prompt(self, prompts, at_chunk: int) -> None:
         """Use ``prompts`` from chunk ``at_chunk`` on (must not be generated yet). The K/V of the frames
-        still visible to attention are re-encoded with the new prompt (as LongLive does)."""
+        held in the cache are re-encoded with the new prompt as LongLive does (``prompt_switch.py``)."""
         st = self._require_state()
         if not self.preset.is_autoregressive:
             raise ValueError("prompt switching needs an autoregressive preset")
@@ -517,11 +518,6 @@ class StreamingPipeline:
 
     # ------------------------------------------------------------------------------------------------
     # prompt switching
-    def _visible_after(self, end: int) -> tuple[int, int]:
-        """For a chunk ending at ``end``: (sink frames visible, first visible window frame)."""
-        s, w = self.preset.sink_frames, self.state.cache.window_frames
-        return min(s, end), max(s, end - w)
-
     def _remember(self, start: int, x0: torch.Tensor, y: torch.Tensor | None) -> None:
         """Keep the clean latents of frames that later chunks can still see (bounded by sink + window)."""
         st = self.state
@@ -533,46 +529,26 @@ class StreamingPipeline:
         for f in [f for f in st.history if s <= f < keep_from]:
             del st.history[f]
 
-    def _chunk_pieces(self, frames: list[int]) -> list[list[int]]:
-        """Split frames into runs that are consecutive and inside one original chunk."""
-        n = self.frames_per_chunk
-        pieces: list[list[int]] = []
-        for f in frames:
-            if pieces and pieces[-1][-1] == f - 1 and (f // n) == (pieces[-1][-1] // n):
-                pieces[-1].append(f)
-            else:
-                pieces.append([f])
-        return pieces
-
     def _apply_switch(self, i: int, prompts) -> None:
-        """New prompt from chunk ``i``: new cross-attention caches, then re-encode the K/V of every frame
-        chunk ``i`` will attend to (sink + window) with it, block-causally in the original chunking."""
+        """New prompt from chunk ``i``: new cross-attention caches, then LongLive's KV re-cache (see
+        ``prompt_switch.recache_span``): the frames held in the cache are re-encoded with the new prompt
+        in one pass."""
         st = self.state
         clip_fea = st.image.clip_fea if st.image is not None else None
         st.prompt = self._make_prompt(prompts, None, clip_fea, batch=st.batch)
         self.forward_runner.reset()
-        start, n = self.chunk_bounds(i)
+        start, _ = self.chunk_bounds(i)
         if start == 0:
             return
-        _, first_window = self._visible_after(start + n)
-        frames = list(range(min(self.preset.sink_frames, start))) + list(range(first_window, start))
-        gap = first_window - self.preset.sink_frames if start > self.preset.sink_frames else 0
-        cache = st.cache
-        cache.reset()
-        cache.position_offset = gap if cache.rope == "absolute" else 0
-        st.cache_offset = 0
-        cross = st.prompt.cross[0]
-        context_noise = self.preset.schedule.context_noise
-        for piece in self._chunk_pieces(frames):
-            x = torch.cat([st.history[f][0] for f in piece], dim=2)
-            ys = [st.history[f][1] for f in piece]
-            y = None if ys[0] is None else torch.cat(ys, dim=2)
-            clean_first = st.image is not None and st.image.mode == "clean_t0" and piece[0] == 0
-            t = self._timesteps(context_noise, len(piece), clean_first)
-            virtual = piece[0] if piece[0] < self.preset.sink_frames else piece[0] - gap
-            cache.plan_chunk(virtual, len(piece))
-            self._guard_compile(self.forward_runner, self.experts[0], x, t, cross, cache, y)
-        st.cache_offset = gap
+        first, count = recache_span(start, self.preset.sink_frames, st.cache.window_frames)
+        frames = list(range(first, first + count))
+        x = torch.cat([st.history[f][0] for f in frames], dim=2)
+        ys = [st.history[f][1] for f in frames]
+        y = None if ys[0] is None else torch.cat(ys, dim=2)
+        clean_first = st.image is not None and st.image.mode == "clean_t0" and first == 0
+        t = self._timesteps(self.preset.schedule.context_noise, count, clean_first)
+        st.cache.plan_span(first - st.cache_offset, count)
+        self._guard_compile(self.experts[0].forward_planned, x, t, st.prompt.cross[0], st.cache, y)
 
     # ------------------------------------------------------------------------------------------------
     # bidirectional (base Wan, CFG, dual expert)
