@@ -38,6 +38,7 @@ from .conditioning import ConcatYStream, ImageCondition, stamp_input, stamp_x0
 from .decoders import as_stream_decoder_factory
 from .graphs import ChunkForward, compile_blocks, default_speed_flags, is_compile_error, log, uncompile_blocks
 from .kv_cache import OffsetRollingKVCache
+from .kv_recompute import KVRecomputeState, recompute_context
 from .presets import RolloutPreset
 from .prompt_switch import recache_span
 from .schedulers import flow_to_x0, renoise
@@ -95,6 +96,7 @@ class RolloutState:
     finalized: int = 0  # chunks whose clean K/V is written
     decoder_stream: object | None = None
     steps_done: int = 0
+    recompute: KVRecomputeState | None = None  # Krea KV recompute (preset.kv_recompute_frames > 0)
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
@@ -343,11 +345,46 @@ class StreamingPipeline:
             raise ValueError("prompt switching needs an autoregressive preset")
         if p.is_autoregressive:
             state.cache = self._new_cache(batch, lh, lw, t)
+        if p.kv_recompute_frames:
+            state.recompute = self._new_recompute(cond)
         if self.decoder is not None:
             state.decoder_stream = self.decoder.stream_decoder()
         self.forward_runner.reset()
         self.state = state
         return state
+
+    def _new_recompute(self, cond) -> KVRecomputeState:
+        p = self.preset
+        if cond is not None:
+            raise ValueError(
+                f"preset {p.name!r} recomputes the KV cache every chunk; image conditioning is not supported"
+            )
+        if p.kv_recompute_anchor == "reencode" and (self.decoder is None or self.vae is None):
+            raise ValueError(
+                f"preset {p.name!r} re-encodes a decoded frame as the first context latent (Krea KV recompute): "
+                "pass decoder= and vae= (the VAE encoder), or override kv_recompute_anchor='first_frame'"
+            )
+        return KVRecomputeState(p.kv_recompute_frames, p.kv_recompute_anchor, p.vae_stride[0])
+
+    def _recompute_cache(self, i: int, start: int) -> None:
+        """Krea KV recompute: rebuild the cache from the chunk's clean context (see ``kv_recompute.py``)."""
+        st = self.state
+        st.cache.reset()
+        st.cache_offset = start
+        if start == 0:
+            return
+        vae = self.vae
+        encode = None if vae is None else (lambda px: vae.encode_chunk(px, vae.new_encode_cache()))
+        context = st.recompute.context(i, start, self.frames_per_chunk, encode)
+        cross, model = st.prompt.cross[0], self.experts[0]
+
+        def run_piece(x, t, cache_frame):
+            st.cache.plan_chunk(cache_frame, x.shape[2])
+            self._guard_compile(self.forward_runner, model, x, t, cross, st.cache, None)
+
+        st.cache_offset = start - recompute_context(
+            run_piece, context, self.frames_per_chunk, st.batch, self.device
+        )
 
     def _new_cache(self, batch: int, lh: int, lw: int, t: int | None) -> OffsetRollingKVCache:
         p = self.preset
@@ -474,6 +511,8 @@ class StreamingPipeline:
         if i in st.switches:
             self._apply_switch(i, st.switches.pop(i))
         start, n = self.chunk_bounds(i)
+        if st.recompute is not None:
+            self._recompute_cache(i, start)
         sched = self.preset.schedule
         timesteps, sigmas = sched.timesteps, sched.sigmas
         noise = self.chunk_noise(i)
@@ -492,6 +531,8 @@ class StreamingPipeline:
         st.pending[i] = (x0, y)
         st.generated = i + 1
         frames = self._decode(x0)
+        if st.recompute is not None:
+            st.recompute.remember_pixels(frames)
         return ChunkResult(i, start, x0, frames)
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor | None:
@@ -510,6 +551,10 @@ class StreamingPipeline:
             raise ValueError(f"chunk {i} has not been generated")
         x0, y = st.pending.pop(i)
         start, n = self.chunk_bounds(i)
+        if st.recompute is not None:  # no clean pass: the next chunk rebuilds the cache
+            st.recompute.remember_latents(start, x0)
+            st.finalized = i + 1
+            return
         clean_first = st.image is not None and st.image.mode == "clean_t0" and start == 0
         t = self._timesteps(self.preset.schedule.context_noise, n, clean_first)
         self._run_chunk(x0, t, start, y, st.prompt.cross[0])
@@ -538,7 +583,7 @@ class StreamingPipeline:
         st.prompt = self._make_prompt(prompts, None, clip_fea, batch=st.batch)
         self.forward_runner.reset()
         start, _ = self.chunk_bounds(i)
-        if start == 0:
+        if start == 0 or st.recompute is not None:  # KV recompute re-encodes with the new prompt anyway
             return
         first, count = recache_span(start, self.preset.sink_frames, st.cache.window_frames)
         frames = list(range(first, first + count))

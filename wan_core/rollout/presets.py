@@ -8,11 +8,11 @@ Sources (configs of each project, read from their public repos; see FACTS.md sec
 |---|---|---|---|---|---|
 | self-forcing-1.3b | 1000 750 500 250 | yes | 5 | 3 | 21 latent frames (as trained), rolling after |
 | causvid-1.3b | 1000 757 522 | no | 8 | 3 | 21 frames, rolling after |
-| longlive-1.3b | 1000 750 500 250 | yes | 5 | 3 | local_attn_size 12 = sink 3 + window 9, prompt switching |
+| longlive-1.3b | 1000 750 500 250 | yes | 5 | 3 | local_attn_size 12 = sink 3 + window 9, prompt switching (KV re-cache) |
 | rolling-forcing-1.3b | 1000 800 600 400 200 | yes | 5 | 3 | 21 frames rolling (chunk-wise; see note) |
 | causal-forcing-chunkwise-1.3b | 1000 750 500 250 | yes | 5 | 3 | 21 frames |
 | causal-forcing-framewise-1.3b | 1000 750 500 250 | yes | 5 | 1 | 21 frames |
-| krea-realtime-14b | 1000 937 833 625 | no | 5 | 3 | 21 frames |
+| krea-realtime-14b | 1000 750 500 250 | yes | 5 | 3 | KV recompute: anchor + 2 context frames, rebuilt every chunk |
 | wan2.1-t2v-1.3b / -14b (base) | Euler 50 steps | - | 5 | whole video | bidirectional, CFG 5 |
 | wan2.1-i2v-14b-480p (base) | Euler 40 steps | - | 3 | whole video | CLIP + mask + image latent, CFG 5 |
 | wan2.2-ti2v-5b (base) | Euler 50 steps | - | 5 | whole video | first latent clean, t=0 tokens, CFG 5 |
@@ -20,10 +20,16 @@ Sources (configs of each project, read from their public repos; see FACTS.md sec
 
 Notes. Rolling Forcing's own sampler denoises a window of chunks jointly at staggered noise levels;
 we run its checkpoint with the standard chunk-wise few-step scheme on its step list (documented
-approximation). Krea realtime recomputes the context K/V every block (``do_kv_recomp``); here the
-clean context pass writes it once per chunk like Self-Forcing. Base Wan ships a UniPC sampler; we
-use flow-matching Euler with the same shift (see ``schedulers.EulerSchedule``). LongLive trained with
-3 latent frames per chunk (``longlive_train_*.yaml``); its last 1.0 inference config lists 6 -- we keep 3.
+approximation). Krea realtime (krea-ai/realtime-video @acf4b7b, ``release_server.py``) rebuilds the
+KV cache before every chunk (``do_kv_recomp: true``, ``kv_cache_num_frames 3``; ``kv_recompute.py``);
+its server builds the steps with ``get_denoising_schedule`` = linspace(1000, 0, 5) warped through the
+shifted table, i.e. 1000 / 937.5 / 833.3 / 625 plus a final pass at t = 0 on the (almost) clean latent,
+which we leave out (the config file's unwarped ``[1000, 937, 833, 625, 0]`` is not what the server runs).
+Base Wan ships a UniPC sampler; we use flow-matching Euler with the same shift (see
+``schedulers.EulerSchedule``). LongLive 1.0 (NVlabs/LongLive @2462895, the last commit before 2.0)
+uses 3 latent frames per chunk, local_attn_size 12, sink 3, ``global_sink: true`` in every inference
+config; its prompt-switch KV re-cache is in ``prompt_switch.py``; ``longlive_inference.yaml`` makes
+120 latent frames (477 pixel frames).
 """
 
 from __future__ import annotations
@@ -138,6 +144,11 @@ class RolloutPreset:
     # configs' ``local_attn_size`` = sink_frames + window_frames); None = every frame of the video
     window_frames: int | None = 21
     sink_frames: int = 0
+    # Krea KV recompute: context latent frames (anchor + the last K-1) rebuilt into the cache before every
+    # chunk; 0 = off (clean context pass per chunk). Anchor: "reencode" (Krea default: VAE-encode a decoded
+    # frame) | "first_frame" (Krea ``keep_first_frame``: latent frame 0). See kv_recompute.py.
+    kv_recompute_frames: int = 0
+    kv_recompute_anchor: str = "reencode"
     image_stamp: str = "none"  # "none" | "mask_inject" | "clean_t0" (TI2V) | "concat_y" (I2V 14B)
     # video
     height: int = 480
@@ -157,6 +168,19 @@ class RolloutPreset:
             raise ValueError(f"{self.name}: euler_cfg sampler needs an EulerSchedule")
         if self.sampler not in ("few_step", "euler_cfg"):
             raise ValueError(f"{self.name}: unknown sampler {self.sampler!r}")
+        if self.kv_recompute_frames:
+            if self.kv_recompute_frames < 2 or self.kv_recompute_anchor not in ("reencode", "first_frame"):
+                raise ValueError(
+                    f"{self.name}: KV recompute needs kv_recompute_frames >= 2 and anchor reencode / first_frame"
+                )
+            if (
+                self.sink_frames
+                or (self.window_frames or 0) < self.kv_recompute_frames + self.frames_per_chunk
+            ):
+                raise ValueError(
+                    f"{self.name}: KV recompute needs sink_frames 0 and window_frames >= kv_recompute_frames + "
+                    f"frames_per_chunk = {self.kv_recompute_frames + self.frames_per_chunk}"
+                )
         if (self.boundary is None) != (self.dit_low_noise is None):
             raise ValueError(f"{self.name}: a dual-expert preset needs both boundary and dit_low_noise")
 
@@ -176,8 +200,11 @@ class RolloutPreset:
             if self.taehv is None:
                 raise ValueError(f"preset {self.name!r} has no TAEHV decoder; use --decoder vae")
             out.append(self.taehv)
-        if decoder == "vae" or self.task in ("i2v", "ti2v"):
-            out.append(self.vae)  # I2V / TI2V need the VAE encoder for the image in any case
+        needs_encoder = self.task in ("i2v", "ti2v") or (
+            self.kv_recompute_frames and self.kv_recompute_anchor == "reencode"
+        )
+        if decoder == "vae" or needs_encoder:
+            out.append(self.vae)  # I2V / TI2V / Krea's re-encoded anchor need the VAE encoder in any case
         if self.clip_vision is not None:
             out.append(self.clip_vision)
         return out
@@ -227,7 +254,7 @@ _presets = [
         schedule=_SF_STEPS,
         window_frames=9,  # LongLive local_attn_size 12 = sink 3 + window 9 (window counts the current chunk)
         sink_frames=3,
-        default_frames=237,
+        default_frames=477,  # longlive_inference.yaml num_output_frames 120 latent frames
     ),
     RolloutPreset(
         name="rolling-forcing-1.3b",
@@ -259,7 +286,7 @@ _presets = [
     ),
     RolloutPreset(
         name="krea-realtime-14b",
-        description="Krea realtime video (Wan2.1 T2V 14B, causal, 4 steps, no warping)",
+        description="Krea realtime video (Wan2.1 T2V 14B, causal, 4 steps, KV cache recomputed every chunk)",
         task="t2v",
         dit=_dit(
             "krea-realtime-video-14b.safetensors",
@@ -269,7 +296,9 @@ _presets = [
         ),
         vae=VAE21,
         taehv=TAEW21,
-        schedule=FewStepSchedule(steps=(1000, 937, 833, 625), shift=5.0, warp=False),
+        schedule=_SF_STEPS,  # server: get_denoising_schedule -> 1000, 937.5, 833.3, 625 (+ a t=0 pass, left out)
+        window_frames=6,  # Krea cache: kv_cache_num_frames 3 + num_frame_per_block 3
+        kv_recompute_frames=3,
     ),
     RolloutPreset(
         name="wan2.1-t2v-1.3b",
