@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from wan_core.dit.rope import apply_rope
 
 
-def naive_pass(dit, x, t, cross, positions, prefix=None, mask=None):
+def naive_pass(dit, x, t, cross, positions, prefix=None, mask=None, raw_kv=False):
     """x ``[B, C, F, h, w]``; t ``[B, F]``; positions: F ints; prefix: per layer ``(k_roped, v)`` each
     ``[B, P * ft, heads, hd]`` (P frames); mask: ``[F, P + F]`` bool (True = visible), None = all.
-    Returns (v ``[B, C, F, h, w]``, per-layer list of (k_roped, v) of the F frames)."""
+    Returns (v ``[B, C, F, h, w]``, per-layer list of (k_roped, v) -- or (k un-roped, v) with
+    ``raw_kv`` -- of the F frames)."""
     with torch.no_grad():
         tokens, grid = dit._embed_video(x, None)
         f, h, w = grid
@@ -31,8 +32,9 @@ def naive_pass(dit, x, t, cross, positions, prefix=None, mask=None):
 
         def attend(i):
             def fn(q, k, v):
+                k_raw = k
                 q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-                kv_out.append((k, v))
+                kv_out.append((k_raw if raw_kv else k, v))
                 kk, vv = k, v
                 if prefix is not None:
                     kk = torch.cat([prefix[i][0].to(k.dtype), k], dim=1)
@@ -61,3 +63,9 @@ def cat_kv(*kvs):
         (torch.cat([kv[i][0] for kv in kvs], 1), torch.cat([kv[i][1] for kv in kvs], 1))
         for i in range(len(kvs[0]))
     ]
+
+
+def rope_kv(dit, kv_raw, positions, h, w):
+    """Rope per-layer un-roped (k, v) of len(positions) frames at those temporal positions."""
+    cos, sin = dit.rope.for_frames(torch.tensor(positions, dtype=torch.long), h, w)
+    return [(apply_rope(k, cos, sin), v) for k, v in kv_raw]

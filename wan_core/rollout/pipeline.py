@@ -41,6 +41,7 @@ from .kv_cache import OffsetRollingKVCache
 from .kv_recompute import KVRecomputeState, recompute_context
 from .presets import RolloutPreset
 from .prompt_switch import recache_span
+from .rolling_window import RollingForcingSampler, RollingWindowCache
 from .schedulers import flow_to_x0, renoise
 
 __all__ = ["ChunkResult", "RolloutState", "RolloutInterrupted", "StreamingPipeline", "chunk_seed"]
@@ -97,6 +98,7 @@ class RolloutState:
     decoder_stream: object | None = None
     steps_done: int = 0
     recompute: KVRecomputeState | None = None  # Krea KV recompute (preset.kv_recompute_frames > 0)
+    rolling: RollingForcingSampler | None = None  # Rolling Forcing window sampler (sampler "rolling_forcing")
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
@@ -343,7 +345,9 @@ class StreamingPipeline:
         )
         if state.switches and not p.is_autoregressive:
             raise ValueError("prompt switching needs an autoregressive preset")
-        if p.is_autoregressive:
+        if p.sampler == "rolling_forcing":
+            self._new_rolling(state, cond)
+        elif p.is_autoregressive:
             state.cache = self._new_cache(batch, lh, lw, t)
         if p.kv_recompute_frames:
             state.recompute = self._new_recompute(cond)
@@ -352,6 +356,50 @@ class StreamingPipeline:
         self.forward_runner.reset()
         self.state = state
         return state
+
+    def _new_rolling(self, st: RolloutState, cond) -> None:
+        """Rolling Forcing: the window sampler and its cache (see ``rolling_window.py``)."""
+        p = self.preset
+        n = p.frames_per_chunk
+        if cond is not None or st.switches:
+            raise ValueError(
+                f"preset {p.name!r} (Rolling Forcing) supports neither image conditioning nor prompt switches"
+            )
+        if st.num_latent_frames is not None and st.num_latent_frames % n:
+            raise ValueError(
+                f"Rolling Forcing denoises whole chunks of {n} latent frames; {st.num_latent_frames} latent frames "
+                f"is not a multiple of {n}: pass num_chunks, or num_frames = 1 + 4 (T - 1) with T a multiple of {n}"
+            )
+        cfg = self.experts[0].config
+        model = self.experts[0]
+        sched = p.schedule
+        cache = RollingWindowCache(
+            cfg.num_layers,
+            st.batch,
+            (st.latent_h // cfg.patch[1]) * (st.latent_w // cfg.patch[2]),
+            cfg.num_heads,
+            cfg.head_dim,
+            n,
+            len(sched.timesteps),
+            dtype=self.cache_dtype or model.compute_dtype,
+            device=self.device,
+        )
+
+        def run(x, t):
+            return self._guard_compile(model.forward_planned, x, t, st.prompt.cross[0], cache, None)
+
+        st.cache = cache
+        st.rolling = RollingForcingSampler(
+            cache,
+            sched.timesteps,
+            sched.sigmas,
+            n,
+            None if st.num_latent_frames is None else st.num_latent_frames // n,
+            run,
+            self.chunk_noise,
+            sched.context_noise,
+            on_window=self._check_interrupt,
+        )
 
     def _new_recompute(self, cond) -> KVRecomputeState:
         p = self.preset
@@ -422,6 +470,10 @@ class StreamingPipeline:
             raise ValueError("prompt switching needs an autoregressive preset")
         if at_chunk < st.generated:
             raise ValueError(f"chunk {at_chunk} is already generated (next is {st.generated})")
+        if st.rolling is not None:
+            raise ValueError(
+                f"preset {self.preset.name!r} (Rolling Forcing) does not support prompt switches"
+            )
         st.switches[int(at_chunk)] = prompts
 
     # ------------------------------------------------------------------------------------------------
@@ -460,7 +512,13 @@ class StreamingPipeline:
             return None
         if self.preset.is_autoregressive:
             n = self.num_chunks
-            return None if n is None else n * len(self.preset.schedule)
+            if n is None:
+                return None
+            if (
+                self.preset.sampler == "rolling_forcing"
+            ):  # one window pass per chunk + R - 1 to fill the window
+                return n + len(self.preset.schedule) - 1
+            return n * len(self.preset.schedule)
         return self.preset.euler.num_steps
 
     def _y_for(self, start: int, n: int) -> torch.Tensor | None:
@@ -508,6 +566,8 @@ class StreamingPipeline:
             raise ValueError(f"chunks are generated in order: next is {st.generated}, got {i}")
         if st.finalized < i:
             self.finalize(i - 1)
+        if st.rolling is not None:
+            return self._generate_rolling(i)
         if i in st.switches:
             self._apply_switch(i, st.switches.pop(i))
         start, n = self.chunk_bounds(i)
@@ -535,6 +595,17 @@ class StreamingPipeline:
             st.recompute.remember_pixels(frames)
         return ChunkResult(i, start, x0, frames)
 
+    def _generate_rolling(self, i: int) -> ChunkResult:
+        st = self.state
+        start, _ = self.chunk_bounds(i)
+        windows = st.rolling.next_window
+        x0 = st.rolling.generate(i)
+        for _ in range(st.rolling.next_window - windows):
+            self._step_done(i)
+        st.pending[i] = (x0, None)
+        st.generated = i + 1
+        return ChunkResult(i, start, x0, self._decode(x0))
+
     def _decode(self, latents: torch.Tensor) -> torch.Tensor | None:
         stream = self.state.decoder_stream
         return None if stream is None else stream.decode_chunk(latents)
@@ -551,6 +622,10 @@ class StreamingPipeline:
             raise ValueError(f"chunk {i} has not been generated")
         x0, y = st.pending.pop(i)
         start, n = self.chunk_bounds(i)
+        if st.rolling is not None:  # Rolling Forcing: clean pass of the emitted chunk
+            st.rolling.finalize(i)
+            st.finalized = i + 1
+            return
         if st.recompute is not None:  # no clean pass: the next chunk rebuilds the cache
             st.recompute.remember_latents(start, x0)
             st.finalized = i + 1

@@ -9,7 +9,7 @@ Sources (configs of each project, read from their public repos; see FACTS.md sec
 | self-forcing-1.3b | 1000 750 500 250 | yes | 5 | 3 | 21 latent frames (as trained), rolling after |
 | causvid-1.3b | 1000 757 522 | no | 8 | 3 | 21 frames, rolling after |
 | longlive-1.3b | 1000 750 500 250 | yes | 5 | 3 | local_attn_size 12 = sink 3 + window 9, prompt switching (KV re-cache) |
-| rolling-forcing-1.3b | 1000 800 600 400 200 | yes | 5 | 3 | 21 frames rolling (chunk-wise; see note) |
+| rolling-forcing-1.3b | 1000 800 600 400 200 | yes | 5 | 3 | window of 5 chunks at staggered steps; anchor + 21 frames |
 | causal-forcing-chunkwise-1.3b | 1000 750 500 250 | yes | 5 | 3 | 21 frames |
 | causal-forcing-framewise-1.3b | 1000 750 500 250 | yes | 5 | 1 | 21 frames |
 | krea-realtime-14b | 1000 750 500 250 | yes | 5 | 3 | KV recompute: anchor + 2 context frames, rebuilt every chunk |
@@ -18,9 +18,8 @@ Sources (configs of each project, read from their public repos; see FACTS.md sec
 | wan2.2-ti2v-5b (base) | Euler 50 steps | - | 5 | whole video | first latent clean, t=0 tokens, CFG 5 |
 | wan2.2-t2v-a14b / i2v-a14b | Euler 40 steps | - | 12 / 5 | whole video | two experts, boundary 0.875 / 0.9 |
 
-Notes. Rolling Forcing's own sampler denoises a window of chunks jointly at staggered noise levels;
-we run its checkpoint with the standard chunk-wise few-step scheme on its step list (documented
-approximation). Krea realtime (krea-ai/realtime-video @acf4b7b, ``release_server.py``) rebuilds the
+Notes. Rolling Forcing (TencentARC/RollingForcing @a1477d0) denoises a window of 5 chunks jointly at
+staggered noise levels (``sampler="rolling_forcing"``, ``rolling_window.py``). Krea realtime (krea-ai/realtime-video @acf4b7b, ``release_server.py``) rebuilds the
 KV cache before every chunk (``do_kv_recomp: true``, ``kv_cache_num_frames 3``; ``kv_recompute.py``);
 its server builds the steps with ``get_denoising_schedule`` = linspace(1000, 0, 5) warped through the
 shifted table, i.e. 1000 / 937.5 / 833.3 / 625 plus a final pass at t = 0 on the (almost) clean latent,
@@ -132,7 +131,9 @@ class RolloutPreset:
     )
     lora: ModelFile | None = None  # merged into the DiT at load (LongLive)
     # sampling
-    sampler: str = "few_step"  # "few_step" (AR, chunk by chunk) | "euler_cfg" (bidirectional, one chunk)
+    # "few_step" (AR, chunk by chunk) | "rolling_forcing" (AR, a window of chunks at staggered noise levels,
+    # rolling_window.py) | "euler_cfg" (bidirectional, one chunk)
+    sampler: str = "few_step"
     schedule: FewStepSchedule | None = None
     euler: EulerSchedule | None = None
     guidance_scale: float = 1.0  # CFG (euler_cfg); for dual expert: the low-noise expert's scale
@@ -166,7 +167,9 @@ class RolloutPreset:
             raise ValueError(f"{self.name}: few_step sampler needs a FewStepSchedule")
         if self.sampler == "euler_cfg" and self.euler is None:
             raise ValueError(f"{self.name}: euler_cfg sampler needs an EulerSchedule")
-        if self.sampler not in ("few_step", "euler_cfg"):
+        if self.sampler == "rolling_forcing" and self.schedule is None:
+            raise ValueError(f"{self.name}: rolling_forcing sampler needs a FewStepSchedule")
+        if self.sampler not in ("few_step", "euler_cfg", "rolling_forcing"):
             raise ValueError(f"{self.name}: unknown sampler {self.sampler!r}")
         if self.kv_recompute_frames:
             if self.kv_recompute_frames < 2 or self.kv_recompute_anchor not in ("reencode", "first_frame"):
@@ -186,7 +189,7 @@ class RolloutPreset:
 
     @property
     def is_autoregressive(self) -> bool:
-        return self.sampler == "few_step"
+        return self.sampler in ("few_step", "rolling_forcing")
 
     def files(self, decoder: str = "vae") -> list[ModelFile]:
         """Files needed to run this preset with the given decoder ("vae" | "taehv")."""
@@ -258,12 +261,13 @@ _presets = [
     ),
     RolloutPreset(
         name="rolling-forcing-1.3b",
-        description="Rolling Forcing DMD (Wan2.1 T2V 1.3B, 5 steps), run chunk-wise",
+        description="Rolling Forcing DMD (Wan2.1 T2V 1.3B, 5 steps): 5 chunks denoised jointly at staggered noise levels",
         task="t2v",
         dit=_dit("rolling_forcing_dmd.pt", "TencentARC/RollingForcing", "checkpoints/rolling_forcing_dmd.pt"),
         vae=VAE21,
         taehv=TAEW21,
         schedule=FewStepSchedule(steps=(1000, 800, 600, 400, 200), shift=5.0, warp=True),
+        sampler="rolling_forcing",
     ),
     RolloutPreset(
         name="causal-forcing-chunkwise-1.3b",

@@ -1,0 +1,238 @@
+"""Rolling Forcing: a window of R chunks denoised jointly at staggered noise levels.
+
+Source: TencentARC/RollingForcing @a1477d0, ``pipeline/rolling_forcing_inference.py``
+(``inference_rolling_forcing``) and ``wan/modules/causal_model.py`` (``CausalWanSelfAttention`` KV path),
+config ``configs/rolling_forcing_dmd.yaml`` (steps 1000 800 600 400 200 warped, shift 5, 3 latent frames
+per block, ``context_noise 0``). With ``d_0 > ... > d_{R-1}`` the R (= number of steps) timesteps and
+n frames per chunk:
+
+- window ``w = 0, 1, ...`` holds chunks ``[max(0, w-R+1), min(last, w)]``; chunk ``b`` in it is at step
+  ``w - b`` (timestep ``d_{w-b}``): the newest chunk enters as pure noise, the oldest is at the last step.
+- one DiT pass over the window's frames with per-frame timesteps; the window attends to itself
+  bidirectionally and, once its first chunk is not chunk 0, to the *anchor* (chunk 0's clean K/V) and the
+  ``wc = min(s - n, 21 - q - n)`` clean frames just before it (``s`` its first frame, ``q`` its frames;
+  21 = RF's ``max_attention_size``). Window frames and cached frames keep their absolute RoPE positions;
+  the anchor is placed right before the cached frames (positions ``s - wc - n ...``).
+- every chunk's x0 is re-noised to its next timestep with fresh noise, except the oldest, which is done:
+  it is emitted, and one more pass over its x0 at t = 0 writes its clean K/V into the cache. That pass
+  attends to itself and the previous clean frames: the anchor (at position 0) and every frame before it
+  while the video is at most 21 frames long, else the 21 frames ending with the chunk (no anchor).
+
+The cache holds only clean K/V: the window's noisy K/V go to a scratch area that is never kept. Keys
+are stored un-roped and roped per pass (``rope = "relative"`` interface of ``WanDiT.forward_planned``)
+with the positions above, shifted so the smallest is 0 (attention depends only on position
+differences), so the video length is unbounded. Memory: anchor n + 21 history + R*n scratch frames.
+
+Difference from RF's code: for videos shorter than R chunks, RF restarts the last chunk from noise in
+every ramp-up window; here every chunk follows the same staggered schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .schedulers import flow_to_x0, renoise
+
+__all__ = ["RollingWindowCache", "RollingForcingSampler", "ATTENTION_FRAMES"]
+
+ATTENTION_FRAMES = 21  # RF CausalWanSelfAttention.max_attention_size (frames)
+
+
+class RollingWindowCache:
+    """Anchor + clean history ring + scratch for the current pass, with an explicit key list per pass.
+
+    Implements what ``WanDiT.forward_planned`` reads from a cache (``rope == "relative"``): write slots
+    and query positions of the pass (``write_index`` / ``chunk_positions``), the visible keys in order
+    (``visible``, gathered with a device index) and their positions (``visible_slot_positions``)."""
+
+    rope = "relative"
+
+    def __init__(
+        self,
+        num_layers: int,
+        batch: int,
+        frame_tokens: int,
+        num_heads: int,
+        head_dim: int,
+        block_frames: int,
+        window_blocks: int,
+        dtype: torch.dtype = torch.bfloat16,
+        device: str | torch.device = "cpu",
+        attention_frames: int = ATTENTION_FRAMES,
+    ):
+        if window_blocks * block_frames + block_frames > attention_frames:
+            raise ValueError(
+                f"a window of {window_blocks} x {block_frames} frames plus the anchor exceeds the "
+                f"{attention_frames}-frame attention of Rolling Forcing"
+            )
+        self.num_layers, self.batch, self.frame_tokens = num_layers, batch, frame_tokens
+        self.block_frames, self.window_blocks = block_frames, window_blocks
+        self.attention_frames = attention_frames
+        self.anchor_frames = block_frames
+        self.history_frames = attention_frames  # the clean pass needs 21 - n earlier frames + its own
+        self.scratch_start = self.anchor_frames + self.history_frames
+        self.capacity_frames = self.scratch_start + window_blocks * block_frames
+        self.capacity_tokens = self.capacity_frames * frame_tokens
+        self.dtype, self.device = dtype, torch.device(device)
+        shape = (batch, self.capacity_tokens, num_heads, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(num_layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(num_layers)]
+        self._buffers: dict[tuple[str, int], torch.Tensor] = {}
+        self.chunk_frames = 0
+        self.kv_frames = 0
+        self.kv_tokens = 0
+
+    def slot_of(self, frame: int) -> int:
+        a = self.anchor_frames
+        return frame if frame < a else a + (frame - a) % self.history_frames
+
+    def _buffer(self, name: str, values: list[int]) -> torch.Tensor:
+        key = (name, len(values))
+        if key not in self._buffers:
+            self._buffers[key] = torch.empty(len(values), dtype=torch.long, device=self.device)
+        buf = self._buffers[key]
+        buf.copy_(torch.tensor(values, dtype=torch.long))
+        return buf
+
+    def _tokens(self, slots: list[int]) -> list[int]:
+        ft = self.frame_tokens
+        return [s * ft + j for s in slots for j in range(ft)]
+
+    def plan(
+        self,
+        query_slots: list[int],
+        query_positions: list[int],
+        key_slots: list[int],
+        key_positions: list[int],
+    ) -> None:
+        """One pass: its frames go to ``query_slots`` and are roped at ``query_positions``; they attend to
+        the frames in ``key_slots`` (at ``key_positions``) and to themselves."""
+        shift = min(query_positions + key_positions)
+        self.chunk_frames = len(query_slots)
+        self.kv_frames = len(key_slots) + len(query_slots)
+        self.kv_tokens = self.kv_frames * self.frame_tokens
+        self._write = self._buffer("write", self._tokens(query_slots))
+        self._visible = self._buffer("visible", self._tokens(key_slots + query_slots))
+        self._chunk_pos = self._buffer("qpos", [p - shift for p in query_positions])
+        self._key_pos = self._buffer("kpos", [p - shift for p in key_positions + query_positions])
+
+    # -- read by WanDiT.forward_planned ---------------------------------------------------------------
+    def write_index(self, n: int) -> torch.Tensor:
+        return self._write
+
+    def chunk_positions(self, n: int) -> torch.Tensor:  # [n]
+        return self._chunk_pos
+
+    def visible_slot_positions(self) -> torch.Tensor:  # [kv_frames]
+        return self._key_pos
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, n: int) -> None:
+        self.k[layer].index_copy_(1, self._write, k.to(self.dtype))
+        self.v[layer].index_copy_(1, self._write, v.to(self.dtype))
+
+    def visible(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:  # [B, kv_tokens, heads, hd]
+        return self.k[layer].index_select(1, self._visible), self.v[layer].index_select(1, self._visible)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [*self.k, *self.v, *self._buffers.values()]
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors())
+
+
+class RollingForcingSampler:
+    """Drives the windows; ``generate(i)`` returns chunk i's final x0, ``finalize(i)`` caches it clean.
+
+    run: ``(x [B, C, q, h, w], t [B, q]) -> v`` -- one ``forward_planned`` on ``cache`` after its plan.
+    noise: ``chunk -> [R, B, C, n, h, w]`` (initial noise, then one fresh draw per re-noise step).
+    """
+
+    def __init__(
+        self,
+        cache: RollingWindowCache,
+        timesteps: list[float],
+        sigmas: list[float],
+        frames_per_chunk: int,
+        num_chunks: int | None,
+        run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        noise: Callable[[int], torch.Tensor],
+        context_noise: float = 0.0,
+        on_window: Callable[[], None] | None = None,
+    ):
+        self.cache, self.timesteps, self.sigmas = cache, list(timesteps), list(sigmas)
+        self.R, self.n, self.num_chunks = len(timesteps), frames_per_chunk, num_chunks
+        self.run, self.noise, self.context_noise = run, noise, context_noise
+        self.on_window = on_window
+        self.next_window = 0
+        self.in_flight: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # chunk -> (x_t, its noise draws)
+        self.done: dict[int, torch.Tensor] = {}  # chunk -> final x0, until finalized
+
+    def window_chunks(self, w: int) -> list[int]:
+        last = w if self.num_chunks is None else min(self.num_chunks - 1, w)
+        return list(range(max(0, w - self.R + 1), last + 1))
+
+    def generate(self, i: int) -> torch.Tensor:
+        """Run windows until chunk ``i`` is done (R windows for chunk 0, then one per chunk)."""
+        while i not in self.done:
+            self._window(self.next_window)
+            self.next_window += 1
+        return self.done[i]
+
+    def _window(self, w: int) -> None:
+        if self.on_window is not None:
+            self.on_window()
+        chunks = self.window_chunks(w)
+        n, R = self.n, self.R
+        xs, ts = [], []
+        for b in chunks:
+            if b not in self.in_flight:  # enters the window as pure noise
+                draws = self.noise(b)
+                self.in_flight[b] = (draws[0], draws)
+            xs.append(self.in_flight[b][0])
+            ts.append(self.timesteps[w - b])
+        x = torch.cat(xs, dim=2)  # [B, C, q, h, w]
+        t = torch.tensor(ts, device=x.device).repeat_interleave(n)[None].expand(x.shape[0], -1)
+        s, q = chunks[0] * n, len(chunks) * n
+        c = self.cache
+        query_slots = list(range(c.scratch_start, c.scratch_start + q))
+        query_pos = list(range(s, s + q))
+        if chunks[0] == 0:
+            key_slots, key_pos = [], []
+        else:
+            wc = min(s - n, ATTENTION_FRAMES - q - n)
+            cached = list(range(s - wc, s))
+            anchor_pos = s - wc - n
+            key_slots = list(range(n)) + [c.slot_of(f) for f in cached]
+            key_pos = list(range(anchor_pos, anchor_pos + n)) + cached
+        c.plan(query_slots, query_pos, key_slots, key_pos)
+        v = self.run(x, t)
+        for j, b in enumerate(chunks):
+            k = w - b
+            xb = x[:, :, j * n : (j + 1) * n]
+            x0 = flow_to_x0(xb, v[:, :, j * n : (j + 1) * n], self.sigmas[k])
+            if k == R - 1:
+                del self.in_flight[b]
+                self.done[b] = x0
+            else:
+                draws = self.in_flight[b][1]
+                self.in_flight[b] = (renoise(x0, draws[k + 1], self.sigmas[k + 1]), draws)
+
+    def finalize(self, i: int) -> None:
+        """Clean pass of chunk ``i``'s x0 at ``context_noise``: its K/V become cache history."""
+        x0 = self.done.pop(i)
+        n, c = self.n, self.cache
+        s = i * n
+        slots = [c.slot_of(f) for f in range(s, s + n)]
+        if s == 0:
+            key_frames, key_pos = [], []
+        elif s + n <= ATTENTION_FRAMES:
+            key_frames = list(range(s))
+            key_pos = key_frames
+        else:
+            key_frames = list(range(s + n - ATTENTION_FRAMES, s))
+            key_pos = key_frames
+        c.plan(slots, list(range(s, s + n)), [c.slot_of(f) for f in key_frames], key_pos)
+        t = torch.full((x0.shape[0], n), float(self.context_noise), device=x0.device)
+        self.run(x0, t)
