@@ -81,7 +81,10 @@ def test_rolling_forcing_equals_naive_reference():
     """9 chunks (27 frames): ramp-up windows, steady windows (anchor + 3 cached frames + 15), tail
     windows, and clean passes past 21 frames (no anchor)."""
     dit, p, ctx = _setup()
-    pipe = StreamingPipeline(dit, p)
+    progress = []
+    pipe = StreamingPipeline(
+        dit, p, progress=lambda done, total, chunk: progress.append((done, total, chunk))
+    )
     pipe.initialize_cache(ctx, height=H, width=W, num_chunks=9, seed=4)
     got, idx, windows = [], [], []
     for r in pipe.stream():
@@ -91,6 +94,7 @@ def test_rolling_forcing_equals_naive_reference():
     assert idx == list(range(9)) and windows == list(range(5, 14))  # R windows for chunk 0, then one each
     want, order, store = rf_reference(dit, pipe, ctx, 9)
     assert order == list(range(9))
+    assert progress[-1] == (13, 13, 8) and [c for _, _, c in progress[:5]] == [0] * 5
     errs = [max_rel_err(a, b) for a, b in zip(got, want)]
     print(f"\nRolling Forcing vs naive reference: max rel err {max(errs):.2e} over {len(errs)} chunks")
     assert max(errs) < 1e-5

@@ -74,6 +74,10 @@ class KVRecomputeState:
         for j in range(frames.shape[2]):
             self.pixels.append(frames[:, :, j : j + 1])
 
+    def nbytes(self) -> int:
+        kept = [*self.latents.values(), *self.pixels]
+        return sum(t.numel() * t.element_size() for t in kept)
+
     def context(
         self,
         chunk: int,

@@ -18,6 +18,12 @@ the same slots with clean K/V. The frames of chunk i are therefore ready before 
 update is the only extra work between them and chunk i+1's first denoising step. ``generate(i+1)``
 finalizes chunk i itself if the caller did not.
 
+Per-scheme variants (same call order): a prompt switch re-caches the frames held in the cache as
+LongLive does (``prompt_switch.py``); ``preset.kv_recompute_frames`` (Krea realtime) rebuilds the cache
+from the clean context before every chunk and ``finalize`` runs no DiT pass (``kv_recompute.py``);
+``sampler="rolling_forcing"`` denoises a window of chunks at staggered noise levels, ``generate(i)``
+runs windows until chunk i is done and ``finalize(i)`` writes its clean K/V (``rolling_window.py``).
+
 Bidirectional presets (base Wan, CFG, Wan2.2 A14B dual expert, TI2V 5B) have one chunk: the whole
 video; ``generate(0)`` runs the Euler loop with classifier-free guidance.
 
@@ -514,9 +520,7 @@ class StreamingPipeline:
             n = self.num_chunks
             if n is None:
                 return None
-            if (
-                self.preset.sampler == "rolling_forcing"
-            ):  # one window pass per chunk + R - 1 to fill the window
+            if self.preset.sampler == "rolling_forcing":  # a window pass per chunk + R - 1 filling the window
                 return n + len(self.preset.schedule) - 1
             return n * len(self.preset.schedule)
         return self.preset.euler.num_steps
@@ -728,6 +732,8 @@ class StreamingPipeline:
         n = st.cache.nbytes() if st.cache is not None else 0
         for x0, y in st.history.values():
             n += x0.numel() * x0.element_size() + (0 if y is None else y.numel() * y.element_size())
+        if st.recompute is not None:
+            n += st.recompute.nbytes()
         return n
 
 
