@@ -103,9 +103,11 @@ def test_krea_preset_matches_published_server():
     assert "vae" in [f.role for f in p.files("taehv")]  # the anchor needs the VAE encoder
 
 
-@pytest.mark.parametrize("anchor", ["reencode", "first_frame"])
-def test_kv_recompute_equals_naive_reference(anchor):
+@pytest.mark.parametrize("anchor,k", [("reencode", 3), ("first_frame", 3), ("reencode", 6)])
+def test_kv_recompute_equals_naive_reference(anchor, k):
+    """K = 6: the context (anchor + 5 latents) is recomputed in two block-causal blocks of 3."""
     dit, p, ctx = _setup(anchor)
+    p = p.with_overrides(kv_recompute_frames=k, window_frames=k + 3)
     pipe = StreamingPipeline(dit, p, vae=_Encoder(), decoder=_Decoder())
     pipe.initialize_cache(ctx, height=H, width=W, num_chunks=5, seed=3)
     got, sizes = [], []
@@ -115,11 +117,12 @@ def test_kv_recompute_equals_naive_reference(anchor):
     assert len(set(sizes[2:])) == 1  # bounded by K, not by the video length
     want = krea_reference(dit, pipe, ctx, 5)
     errs = [max_rel_err(a, b) for a, b in zip(got, want)]
-    print(f"\nKrea KV recompute ({anchor}) vs naive reference: max rel err {max(errs):.2e}")
+    print(f"\nKrea KV recompute ({anchor}, K={k}) vs naive reference: max rel err {max(errs):.2e}")
     assert max(errs) < 1e-5
     st = pipe.state.recompute
-    assert sorted(st.latents) == [0, 13, 14] and len(st.pixels) == (9 if anchor == "reencode" else 0)
-    assert pipe.state.cache.kv_frames == 6  # 3 context + the chunk: bounded
+    assert sorted(st.latents) == [0, *range(16 - k, 15)]
+    assert len(st.pixels) == (1 + 4 * (k - 1) if anchor == "reencode" else 0)
+    assert pipe.state.cache.kv_frames == k + 3  # K context + the chunk: bounded
 
 
 def test_kv_recompute_differs_from_clean_pass_rollout_and_between_anchors():

@@ -48,13 +48,13 @@ def _slot_kv(cache, layer, frames):
     return cache.k[layer][:, idx], cache.v[layer][:, idx]
 
 
-@pytest.mark.parametrize("switch_chunk", [5, 3])
-def test_recached_kv_equals_naive_recomputation(switch_chunk):
+@pytest.mark.parametrize("switch_chunk,rope", [(5, "absolute"), (3, "absolute"), (5, "relative")])
+def test_recached_kv_equals_naive_recomputation(switch_chunk, rope):
     """Switch at chunk 5 (frame 15 > 12: window frames 6..14 re-encoded attending to the *old* sink, plus
     LongLive's 3 query-only frames 3..5 in the naive pass) and at chunk 3 (frame 9 <= 12: frames 0..8,
     sink included, in one bidirectional pass)."""
     dit, p, ctx_a, ctx_b = _setup()
-    pipe = StreamingPipeline(dit, p)
+    pipe = StreamingPipeline(dit, p, rope=rope)
     pipe.initialize_cache(ctx_a, height=H, width=W, num_chunks=switch_chunk + 1, seed=2)
     for i in range(switch_chunk):
         pipe.generate(i)
@@ -67,6 +67,8 @@ def test_recached_kv_equals_naive_recomputation(switch_chunk):
     with torch.no_grad():
         pipe._apply_switch(switch_chunk, ctx_b)
     cross_b = dit.prepare_context(ctx_b)
+    # positions: absolute frames, or (relative RoPE) sink 0..2 and window frames 3.. -- same differences
+    pos = (lambda f: f) if rope == "absolute" or s <= 12 else (lambda f: f if f < 3 else 3 + f - (s - 9))
     if s > 12:
         # the sink's K/V as written by chunk 0's clean pass with the old prompt (block-causal: itself only)
         x_sink = torch.cat([clean[f] for f in range(3)], dim=2)
@@ -76,7 +78,9 @@ def test_recached_kv_equals_naive_recomputation(switch_chunk):
         x = torch.cat([clean[f] if f in clean else torch.zeros_like(clean[s - 1]) for f in frames], dim=2)
         mask = torch.ones(12, 3 + 12, dtype=torch.bool)
         mask[:, 3:6] = False  # frames s-12 .. s-10 are never keys (their K/V are not stored)
-        _, kv = naive_pass(dit, x, torch.zeros(1, 12), cross_b, frames, prefix=sink_kv, mask=mask)
+        _, kv = naive_pass(
+            dit, x, torch.zeros(1, 12), cross_b, [pos(f) for f in frames], prefix=sink_kv, mask=mask
+        )
         want = cat_kv(sink_kv, frames_kv(kv, range(3, 12), FT))
         check = list(range(3)) + frames[3:]
         for i in range(2):  # the sink slots were not touched
@@ -91,8 +95,10 @@ def test_recached_kv_equals_naive_recomputation(switch_chunk):
     errs = []
     for i in range(2):
         k, v = _slot_kv(cache, i, check)
-        errs += [max_rel_err(k, want[i][0]), max_rel_err(v, want[i][1])]
-    print(f"\nLongLive re-cache at frame {s} vs naive: max rel err {max(errs):.2e}")
+        errs.append(max_rel_err(v, want[i][1]))
+        if rope == "absolute":  # relative mode stores keys un-roped
+            errs.append(max_rel_err(k, want[i][0]))
+    print(f"\nLongLive re-cache at frame {s} ({rope} RoPE) vs naive: max rel err {max(errs):.2e}")
     assert max(errs) < 1e-5
 
 
