@@ -24,7 +24,7 @@ def test_presets_carry_the_published_settings():
     assert (ll.window_frames + ll.sink_frames, ll.sink_frames) == (12, 3) and ll.lora is not None
     assert get_preset("causal-forcing-framewise-1.3b").frames_per_chunk == 1
     assert get_preset("krea-realtime-14b").schedule.timesteps == pytest.approx(
-        [1000.0, 937.5, 833.333, 625.0], abs=1e-3
+        [1000.0, 937.5, 833.333, 625.0, 0.0], abs=1e-3
     )
     a14 = get_preset("wan2.2-t2v-a14b")
     assert (

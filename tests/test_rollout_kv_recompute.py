@@ -99,7 +99,9 @@ def test_krea_preset_matches_published_server():
     p = get_preset("krea-realtime-14b")
     assert (p.kv_recompute_frames, p.kv_recompute_anchor, p.frames_per_chunk) == (3, "reencode", 3)
     assert p.window_frames == 6 and p.sink_frames == 0  # cache of kv_cache_num_frames + num_frame_per_block
-    assert p.schedule.timesteps == pytest.approx([1000.0, 937.5, 2500 / 3, 625.0])
+    assert p.schedule.timesteps == pytest.approx([1000.0, 937.5, 2500 / 3, 625.0, 0.0])
+    # t = 0 step: sigma of the nearest table entry (linspace(1, 0, 1001)[999] = 0.001, shifted by 5)
+    assert p.schedule.sigmas[-1] == pytest.approx(5 * 0.001 / (1 + 4 * 0.001))
     assert "vae" in [f.role for f in p.files("taehv")]  # the anchor needs the VAE encoder
 
 

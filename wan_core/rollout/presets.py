@@ -12,7 +12,7 @@ Sources (configs of each project, read from their public repos; see FACTS.md sec
 | rolling-forcing-1.3b | 1000 800 600 400 200 | yes | 5 | 3 | window of 5 chunks at staggered steps; anchor + 21 frames |
 | causal-forcing-chunkwise-1.3b | 1000 750 500 250 | yes | 5 | 3 | 21 frames |
 | causal-forcing-framewise-1.3b | 1000 750 500 250 | yes | 5 | 1 | 21 frames |
-| krea-realtime-14b | 1000 750 500 250 | yes | 5 | 3 | KV recompute: anchor + 2 context frames, rebuilt every chunk |
+| krea-realtime-14b | 1000 750 500 250 (+ t=0) | yes | 5 | 3 | KV recompute: anchor + 2 context frames, rebuilt every chunk |
 | wan2.1-t2v-1.3b / -14b (base) | Euler 50 steps | - | 5 | whole video | bidirectional, CFG 5 |
 | wan2.1-i2v-14b-480p (base) | Euler 40 steps | - | 3 | whole video | CLIP + mask + image latent, CFG 5 |
 | wan2.2-ti2v-5b (base) | Euler 50 steps | - | 5 | whole video | first latent clean, t=0 tokens, CFG 5 |
@@ -22,8 +22,8 @@ Notes. Rolling Forcing (TencentARC/RollingForcing @a1477d0) denoises a window of
 staggered noise levels (``sampler="rolling_forcing"``, ``rolling_window.py``). Krea realtime (krea-ai/realtime-video @acf4b7b, ``release_server.py``) rebuilds the
 KV cache before every chunk (``do_kv_recomp: true``, ``kv_cache_num_frames 3``; ``kv_recompute.py``);
 its server builds the steps with ``get_denoising_schedule`` = linspace(1000, 0, 5) warped through the
-shifted table, i.e. 1000 / 937.5 / 833.3 / 625 plus a final pass at t = 0 on the (almost) clean latent,
-which we leave out (the config file's unwarped ``[1000, 937, 833, 625, 0]`` is not what the server runs).
+shifted table, i.e. 1000 / 937.5 / 833.3 / 625 and a last step at t = 0 (``final_t0_step``; the config
+file's unwarped ``[1000, 937, 833, 625, 0]`` is not what the server runs).
 Base Wan ships a UniPC sampler; we use flow-matching Euler with the same shift (see
 ``schedulers.EulerSchedule``). LongLive 1.0 (NVlabs/LongLive @2462895, the last commit before 2.0)
 uses 3 latent frames per chunk, local_attn_size 12, sink 3, ``global_sink: true`` in every inference
@@ -300,7 +300,8 @@ _presets = [
         ),
         vae=VAE21,
         taehv=TAEW21,
-        schedule=_SF_STEPS,  # server: get_denoising_schedule -> 1000, 937.5, 833.3, 625 (+ a t=0 pass, left out)
+        # server: get_denoising_schedule(5 steps) -> 1000, 937.5, 833.3, 625, 0
+        schedule=FewStepSchedule(steps=(1000, 750, 500, 250), shift=5.0, warp=True, final_t0_step=True),
         window_frames=6,  # Krea cache: kv_cache_num_frames 3 + num_frame_per_block 3
         kv_recompute_frames=3,
     ),

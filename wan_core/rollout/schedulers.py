@@ -116,6 +116,9 @@ class FewStepSchedule:
     ``steps`` are in train-step units (``[1000, 750, 500, 250]``); ``warp`` maps them through the
     shifted table (Self-Forcing) or uses them as timesteps directly (CausVid). ``context_noise`` is
     the timestep of the clean K/V-writing pass after the last step (0 in every published config).
+    ``final_t0_step``: one more step at t = 0 after the list (Krea realtime's server: its step lists end
+    with 0); its sigma is what the reference's nearest-timestep lookup finds for t = 0, the smallest
+    table sigma (~0.005 at shift 5), so it re-noises the x0 very slightly and denoises it once more.
     """
 
     steps: tuple[float, ...] = (1000.0, 750.0, 500.0, 250.0)
@@ -123,6 +126,7 @@ class FewStepSchedule:
     warp: bool = True
     context_noise: float = 0.0
     num_train_timesteps: int = NUM_TRAIN_TIMESTEPS
+    final_t0_step: bool = False
 
     def __post_init__(self) -> None:
         if len(self.steps) == 0:
@@ -136,13 +140,18 @@ class FewStepSchedule:
     def timesteps(self) -> list[float]:
         """What the DiT's time embedding sees at each step."""
         if self.warp:
-            return warp_steps(self.steps, self.shift, self.num_train_timesteps)
-        return [float(s) for s in self.steps if float(s) > 0]
+            out = warp_steps(self.steps, self.shift, self.num_train_timesteps)
+        else:
+            out = [float(s) for s in self.steps if float(s) > 0]
+        return out + [0.0] if self.final_t0_step else out
 
     @property
     def sigmas(self) -> list[float]:
         """Noise level of each step (table lookup, as the reference code does)."""
-        return [nearest_table_sigma(t, self.shift, self.num_train_timesteps) for t in self.timesteps]
+        out = [nearest_table_sigma(t, self.shift, self.num_train_timesteps) for t in self.timesteps]
+        if self.final_t0_step:
+            out[-1] = float(train_sigma_table(self.shift, self.num_train_timesteps)[-1])
+        return out
 
     @property
     def context_sigma(self) -> float:
