@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["KVRecomputeState", "context_frames"]
+__all__ = ["KVRecomputeState", "context_frames", "recompute_context", "uses_frame_zero"]
 
 ANCHORS = ("reencode", "first_frame")
 
