@@ -1,6 +1,8 @@
 """ComfyUI path: one process hands a streaming rollout to 2 local gloo workers and takes the chunks
 back through a queue; they equal the single-process StreamingPipeline's chunks."""
 
+import dataclasses
+
 import pytest
 import torch
 from test_parallel_context import tiny_model
@@ -48,10 +50,12 @@ def _single_process_chunks():
 @pytest.mark.timeout(240)
 def test_worker_pool_streams_the_same_chunks_as_one_process():
     spec = RolloutSpec(
-        PRESET, prompt=_prompt(), context_parallel="ring", height=HEIGHT, width=WIDTH,
+        PRESET, prompt=_prompt(), context_parallel="ulysses", height=HEIGHT, width=WIDTH,
         num_frames=FRAMES, seed=3, decoder="none", load=_tiny_pipeline,
     )  # fmt: skip
     with ContextParallelWorkerPool(2, device="cpu") as pool:
+        uly_chunks = list(pool.run(rollout_job, spec, timeout=120))
+        spec = dataclasses.replace(spec, context_parallel="ring")
         chunks = list(pool.run(rollout_job, spec, timeout=120))
         (shape,) = pool.run(_cache_shape_job)  # models and the rollout stay loaded between jobs
         with pytest.raises(RuntimeError, match=r"rank 1:[\s\S]*boom on purpose"):
@@ -59,9 +63,9 @@ def test_worker_pool_streams_the_same_chunks_as_one_process():
         with pytest.raises(RuntimeError, match="closed"):
             list(pool.run(_cache_shape_job))
     ref = _single_process_chunks()
-    assert [c["index"] for c in chunks] == list(range(5)) and len(ref) == 5
+    assert [c["index"] for c in chunks] == list(range(5)) and len(ref) == len(uly_chunks) == 5
     assert [c["frame_start"] for c in chunks] == [0, 3, 6, 9, 12]
-    for c, r in zip(chunks, ref):
+    for c, r in zip(uly_chunks + chunks, ref + ref):
         assert c["frames"] is None and c["latents"].shape == r.shape == (1, 16, 3, 4, 8)
         err = float((c["latents"] - r).abs().max() / r.abs().max())
         assert err <= 1e-5, err
