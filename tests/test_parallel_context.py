@@ -64,6 +64,19 @@ def _check_on_ranks(ctx, result_path):
         # ranks > tokens per frame: both ranks fail before any collective, with the fix in the message
         with pytest.raises(ValueError, match="at least 2 tokens per latent frame"):
             cp(xf[..., :2, :2], t_tok[:, :3], tf)
+    # Wan2.1 I2V: conditioning latent y on the channels, CLIP image cross-attention (local on each rank)
+    i2v = randomize_(
+        WanDiT(WanDiTConfig(**TINY, in_dim=36, model_type="i2v", image_cross_attn=True)).eval(), 5
+    )
+    g = torch.Generator().manual_seed(6)
+    xi, yi = torch.randn(1, 16, 2, 4, 4, generator=g), torch.randn(1, 20, 2, 4, 4, generator=g)
+    clip = torch.randn(1, 257, 1280, generator=g)
+    cross = i2v.prepare_context(text[:1], clip)
+    for mode in ("ulysses", "ring"):
+        cp = wrap_for_context_parallel(i2v, mode, ctx)
+        report[f"{mode}/i2v"] = max_rel_err(
+            cp(xi, torch.full((1,), 700.0), cross, y=yi), i2v(xi, torch.full((1,), 700.0), cross, y=yi)
+        )
     assert all(v <= 1e-5 for v in report.values()), report
     if ctx.rank == 0:
         with open(result_path, "w") as f:
@@ -76,4 +89,4 @@ def test_ulysses_and_ring_rollout_equal_single_process(tmp_path):
     run_local(_check_on_ranks, 2, str(path), backend="gloo")
     report = json.loads(path.read_text())
     print("max|cp - single| / max|single| per case:", report)
-    assert len(report) == 6 and max(report.values()) <= 1e-5
+    assert len(report) == 8 and max(report.values()) <= 1e-5
