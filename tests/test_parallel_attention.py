@@ -1,4 +1,4 @@
-"""Ulysses and ring attention over 2 gloo processes equal full attention on one process."""
+"""Ulysses and ring attention over 2 and 3 gloo processes equal full attention on one process."""
 
 import pytest
 import torch
@@ -8,7 +8,7 @@ from wan_core.parallel import FrameShard, attention_with_lse, ring_attention, ru
 from wan_core.parallel.ring import _math_with_lse, merge_partials
 from wan_core.parallel.ulysses import heads_to_tokens, qkv_tokens_to_heads, tokens_to_heads
 
-B, FRAMES, FT, H, HD = 2, 3, 8, 4, 16  # tokens per frame 8, 4 heads
+B, FRAMES, FT, H, HD = 2, 3, 12, 6, 16  # 12 tokens per frame, 6 heads: 2 or 3 ranks
 
 
 def _qkv(lq=FRAMES * FT, lk=FRAMES * FT, seed=0, dtype=torch.float32):
@@ -47,16 +47,18 @@ def _check_on_ranks(ctx):
     q, k, v = _qkv(seed=2)  # the same full tensors on every rank
     shard = FrameShard(ctx, FT)
     ql, kl, vl = (shard.take(t, FRAMES) for t in (q, k, v))
-    assert ql.shape == (B, FRAMES * FT // 2, H, HD)
+    n = ctx.world_size
+    hl = H // n
+    assert ql.shape == (B, FRAMES * FT // n, H, HD)
     full = attention(q, k, v)
 
     # layout round trips
     assert torch.equal(shard.gather(ql.flatten(2), FRAMES), q.flatten(2))
     heads = tokens_to_heads(ql, ctx, FRAMES)  # all tokens, this rank's 2 heads
-    assert torch.equal(heads, q[:, :, ctx.rank * 2 : ctx.rank * 2 + 2])
+    assert torch.equal(heads, q[:, :, ctx.rank * hl : (ctx.rank + 1) * hl])
     assert torch.equal(heads_to_tokens(heads, ctx, FRAMES), ql)
     qh, kh, vh = qkv_tokens_to_heads(ql, kl, vl, ctx, FRAMES)
-    assert torch.equal(qh, heads) and torch.equal(vh, v[:, :, ctx.rank * 2 : ctx.rank * 2 + 2])
+    assert torch.equal(qh, heads) and torch.equal(vh, v[:, :, ctx.rank * hl : (ctx.rank + 1) * hl])
 
     uly = ulysses_attention(ql, kl, vl, ctx, FRAMES)
     ring = ring_attention(ql, kl, vl, ctx)
@@ -71,5 +73,6 @@ def _check_on_ranks(ctx):
 
 
 @pytest.mark.timeout(120)
-def test_ulysses_and_ring_equal_full_attention_on_two_gloo_ranks():
-    run_local(_check_on_ranks, 2, backend="gloo")
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_ulysses_and_ring_equal_full_attention_on_gloo_ranks(world_size):
+    run_local(_check_on_ranks, world_size, backend="gloo")
