@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from wan_core.parallel import free_port
+from wan_core.parallel.group import _loopback_interface
 from wan_core.parallel.launch import init_context_parallel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,6 +43,9 @@ def test_torchrun_two_ranks_ring_equals_single_process(tmp_path):
     script.write_text(SCRIPT)
     out_path = tmp_path / "out.pt"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.path.join(ROOT, "tests")])}
+    lo = _loopback_interface()
+    if lo is not None:  # keep gloo on the loopback interface
+        env.setdefault("GLOO_SOCKET_IFNAME", lo)
     cmd = [
         sys.executable,
         "-m",

@@ -122,6 +122,14 @@ def init_from_env(backend: str | None = None, device: str | torch.device | None 
     return _init(rank, world_size, local_rank, backend, device, "env://")
 
 
+def _loopback_interface() -> str | None:
+    try:
+        names = {name for _, name in socket.if_nameindex()}
+    except (OSError, AttributeError):
+        return None
+    return next((n for n in ("lo", "lo0") if n in names), None)
+
+
 def init_local(
     rank: int,
     world_size: int,
@@ -129,7 +137,13 @@ def init_local(
     backend: str | None = None,
     device: str | torch.device | None = None,
 ) -> ParallelContext:
-    """Join a group of ``world_size`` processes on this machine (rendezvous on 127.0.0.1:``port``)."""
+    """Join a group of ``world_size`` processes on this machine (rendezvous on 127.0.0.1:``port``).
+
+    With gloo, traffic stays on the loopback interface (``GLOO_SOCKET_IFNAME``, unless already set)."""
+    if (backend or default_backend(device)) == "gloo" and "GLOO_SOCKET_IFNAME" not in os.environ:
+        lo = _loopback_interface()
+        if lo is not None:
+            os.environ["GLOO_SOCKET_IFNAME"] = lo
     return _init(rank, world_size, rank, backend, device, f"tcp://127.0.0.1:{port}")
 
 
