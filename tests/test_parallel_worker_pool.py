@@ -2,9 +2,11 @@
 back through a queue; they equal the single-process StreamingPipeline's chunks."""
 
 import dataclasses
+import json
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from test_parallel_context import tiny_model
 
 from wan_core.parallel.worker_pool import ContextParallelWorkerPool, RolloutSpec, rollout_job
@@ -48,14 +50,19 @@ def _single_process_chunks():
 
 
 @pytest.mark.timeout(240)
-def test_worker_pool_streams_the_same_chunks_as_one_process():
+def test_worker_pool_streams_the_same_chunks_as_one_process(tmp_path):
+    # the workers load the DiT from its file (official key layout; config.json gives the tiny head_dim)
+    save_file(tiny_model().state_dict(), str(tmp_path / "tiny_dit.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps({"dim": 64, "num_heads": 4}))
     spec = RolloutSpec(
-        PRESET, prompt=_prompt(), context_parallel="ulysses", height=HEIGHT, width=WIDTH,
-        num_frames=FRAMES, seed=3, decoder="none", load=_tiny_pipeline,
+        PRESET, files={"dit": str(tmp_path / "tiny_dit.safetensors")}, prompt=_prompt(),
+        context_parallel="ulysses", height=HEIGHT, width=WIDTH, num_frames=FRAMES, seed=3,
+        decoder="none", pipeline_kw={"rope": "relative"},
     )  # fmt: skip
     with ContextParallelWorkerPool(2, device="cpu") as pool:
         uly_chunks = list(pool.run(rollout_job, spec, timeout=120))
-        spec = dataclasses.replace(spec, context_parallel="ring")
+        # ring, with the models from a loader function instead of files
+        spec = dataclasses.replace(spec, context_parallel="ring", files={}, load=_tiny_pipeline)
         chunks = list(pool.run(rollout_job, spec, timeout=120))
         (shape,) = pool.run(_cache_shape_job)  # models and the rollout stay loaded between jobs
         with pytest.raises(RuntimeError, match=r"rank 1:[\s\S]*boom on purpose"):
