@@ -218,6 +218,7 @@ class RolloutSpec:
     width: int | None = None
     num_frames: int | None = None
     seed: int = 0
+    negative_prompt: torch.Tensor | None = None  # embeddings, CFG presets (default: the preset's text)
     image: torch.Tensor | None = None  # [B, 3, H, W] in [-1, 1]
     prompt_switches: dict | None = None  # chunk -> embeddings
     dtype: str | None = None  # "bfloat16" | "float16" | "float32"; default bf16 on CUDA, fp32 on CPU
@@ -275,6 +276,7 @@ def rollout_job(ctx, state: dict, spec: RolloutSpec):
         width=spec.width,
         num_frames=spec.num_frames,
         seed=spec.seed,
+        negative_prompt=None if spec.negative_prompt is None else spec.negative_prompt.to(dev),
         prompt_switches={c: e.to(dev) for c, e in (spec.prompt_switches or {}).items()},
     )
     if pipe.num_chunks is None:
