@@ -115,3 +115,36 @@ def test_readme_command_with_download_fetches_missing_files(models_dir, tmp_path
     assert (empty / "diffusion_models" / "self_forcing_dmd.pt").is_file()
     assert (empty / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors").is_file()
     assert out.is_file() and "wrote 9 frames" in capsys.readouterr().out
+
+
+@pytest.mark.timeout(300)
+def test_generate_under_torchrun_context_parallel_matches_one_process(models_dir, tmp_path):
+    """``torchrun --nproc_per_node=2 -m wan_core generate ... --context-parallel ring`` (gloo, CPU):
+    rank 0 writes the video, and it shows the same frames as the single-process run."""
+    import os
+
+    np = pytest.importorskip("numpy")
+    av = pytest.importorskip("av")
+    from wan_core.parallel import free_port
+
+    args = ["generate", "--preset", "self-forcing-1.3b", "--prompt", "a red fox", "--models-dir", str(models_dir),
+            "--frames", "21", "--height", "32", "--width", "48", "--decoder", "taehv"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    single, multi = tmp_path / "one.mp4", tmp_path / "two.mp4"
+    r1 = subprocess.run([sys.executable, "-m", "wan_core", *args, "--out", str(single)], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=280)  # fmt: skip
+    assert r1.returncode == 0, r1.stderr[-3000:]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+           "--master_addr=127.0.0.1", f"--master_port={free_port()}", "-m", "wan_core", *args,
+           "--out", str(multi), "--context-parallel", "ring"]  # fmt: skip
+    r2 = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
+    assert r2.returncode == 0, r2.stdout[-3000:] + r2.stderr[-3000:]
+    assert r2.stdout.count("wrote 21 frames") == 1  # rank 0 only
+
+    def frames(p):
+        with av.open(str(p)) as c:
+            return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)]).astype(np.int16)
+
+    a, b = frames(single), frames(multi)
+    assert a.shape == b.shape == (21, 32, 48, 3)
+    assert np.abs(a - b).mean() < 0.5 and np.abs(a - b).max() <= 8

@@ -8,6 +8,7 @@ Subcommands: ``generate`` (writes mp4 via PyAV or animated WebP via Pillow, prin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -58,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-cuda-graphs", action="store_true", help="disable CUDA-graph replay")
     g.add_argument("--no-compile", action="store_true", help="disable torch.compile of the blocks")
     g.add_argument("--rope", choices=("auto", "absolute", "relative"), default="auto")
+    from wan_core.parallel.launch import add_context_parallel_argument
+
+    add_context_parallel_argument(
+        g
+    )  # torchrun --nproc_per_node=N -m wan_core generate ... --context-parallel
     g.add_argument("--window", type=int, default=None, help="attention window in latent frames (excl. sink)")
     g.add_argument("--sink", type=int, default=None, help="sink latent frames")
     g.add_argument("--steps", type=int, default=None, help="many-step presets: number of Euler steps")
@@ -116,10 +122,10 @@ def _cmd_files(args) -> int:
 def _cmd_generate(args) -> int:
     import torch
 
-    from wan_core.rollout.loading import build_pipeline, encode_text, resolve_files
+    from wan_core.parallel import shutdown
+    from wan_core.parallel.launch import init_context_parallel
     from wan_core.rollout.presets import get_preset
     from wan_core.rollout.schedulers import EulerSchedule
-    from wan_core.rollout.video_io import open_video_writer
 
     preset = get_preset(args.preset)
     over = {}
@@ -144,15 +150,32 @@ def _cmd_generate(args) -> int:
         if args.device == "auto" and torch.cuda.is_available()
         else ("cpu" if args.device == "auto" else args.device)
     )
+    cp = init_context_parallel(args.context_parallel)  # joins the torchrun group when WORLD_SIZE > 1
+    if cp.distributed:
+        device = cp.device
+    try:
+        return _generate(args, preset, switches, device, cp)
+    finally:
+        shutdown()
+
+
+def _generate(args, preset, switches, device, cp) -> int:
+    import torch
+
+    from wan_core.parallel.pipeline import parallelize_pipeline
+    from wan_core.rollout.loading import build_pipeline, encode_text, resolve_files
+    from wan_core.rollout.video_io import open_video_writer
+
+    say = print if cp.is_main else (lambda *a, **k: None)  # only rank 0 talks and writes
     dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype else None
     height, width = args.height or preset.height, args.width or preset.width
     num_frames = args.frames or preset.default_frames
     fps = args.fps or preset.fps
 
     files = resolve_files(preset, args.models_dir, decoder=args.decoder, download=args.download)
-    print(f"preset {preset.name}: {width}x{height}, {num_frames} frames @ {fps} fps, device {device}")
+    say(f"preset {preset.name}: {width}x{height}, {num_frames} frames @ {fps} fps, device {device}")
     for role, path in files.items():
-        print(f"  {role:14s} {path}")
+        say(f"  {role:14s} {path}")
 
     t0 = time.perf_counter()
     texts = [args.prompt, *switches.values()]
@@ -166,7 +189,7 @@ def _cmd_generate(args) -> int:
     emb_main = embs[0][None]
     emb_switch = {c: embs[1 + i][None] for i, c in enumerate(switches)}
     emb_neg = embs[-1][None] if negative is not None else None
-    print(f"text encoded in {time.perf_counter() - t0:.2f} s")
+    say(f"text encoded in {time.perf_counter() - t0:.2f} s")
 
     t0 = time.perf_counter()
     pipe = build_pipeline(
@@ -180,7 +203,8 @@ def _cmd_generate(args) -> int:
         compile=False if args.no_compile else None,
         rope=args.rope,
     )
-    print(
+    pipe = parallelize_pipeline(pipe, args.context_parallel, cp)  # identity on one process
+    say(
         f"models loaded in {time.perf_counter() - t0:.2f} s "
         f"(cuda graphs {'on' if pipe.cuda_graphs else 'off'}, compile {'on' if pipe.compiled else 'off'})"
     )
@@ -205,7 +229,7 @@ def _cmd_generate(args) -> int:
     written = 0
     start = time.perf_counter()
     first_frame_s = None
-    with open_video_writer(out, fps) as writer:
+    with open_video_writer(out, fps) if cp.is_main else contextlib.nullcontext() as writer:
         for i in range(pipe.num_chunks):
             t_gen = time.perf_counter()
             r = pipe.generate(i)
@@ -213,22 +237,22 @@ def _cmd_generate(args) -> int:
             gen_s = time.perf_counter() - t_gen
             if first_frame_s is None:
                 first_frame_s = time.perf_counter() - start
-            frames = r.frames[:, :, : max(0, num_frames - written)]
-            if frames.shape[2]:
+            frames = r.frames[:, :, : max(0, num_frames - written)] if cp.is_main else r.latents[:, :, :0]
+            if cp.is_main and frames.shape[2]:
                 writer.write(frames)
                 written += frames.shape[2]
             t_fin = time.perf_counter()
             pipe.finalize(i)
             sync()
             fin_s = time.perf_counter() - t_fin
-            print(
+            say(
                 f"chunk {i + 1}/{pipe.num_chunks}: latent frames {r.frame_start}-{r.frame_start + r.num_latent_frames - 1}"
                 f" -> {frames.shape[2]} frames, denoise+decode {gen_s * 1000:.0f} ms, cache update {fin_s * 1000:.0f} ms",
                 flush=True,
             )
     total = time.perf_counter() - start
-    print(
-        f"wrote {written} frames to {writer.path} in {total:.2f} s ({written / total:.1f} frames/s, "
+    say(
+        f"wrote {written} frames to {writer.path if cp.is_main else out} in {total:.2f} s ({written / total:.1f} frames/s, "
         f"first frames after {first_frame_s:.2f} s)"
     )
     return 0
