@@ -378,6 +378,11 @@ class StreamingPipeline:
             )
         cfg = self.experts[0].config
         model = self.experts[0]
+        if getattr(model, "kv_cache_geometry", None) is not None:
+            raise ValueError(
+                f"preset {p.name!r} (Rolling Forcing) does not run context-parallel yet (its window cache is "
+                "not sharded); run it on one GPU"
+            )
         sched = p.schedule
         cache = RollingWindowCache(
             cfg.num_layers,
