@@ -62,11 +62,11 @@ def sdpa_flash_attention(
 
 
 def _ensure_bare_wan_package() -> None:
+    if "wan" in sys.modules and getattr(sys.modules["wan"], "__bare__", False):
+        return
     spec = importlib.util.find_spec("wan")
     if spec is None:
         pytest.skip("official wan22 package not installed (bash .ci/setup.sh installs it)")
-    if "wan" in sys.modules and getattr(sys.modules["wan"], "__bare__", False):
-        return
     pkg = types.ModuleType("wan")
     pkg.__path__ = list(spec.submodule_search_locations)
     pkg.__bare__ = True

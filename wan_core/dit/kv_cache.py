@@ -1,0 +1,211 @@
+"""Explicit caches for streaming (autoregressive) Wan DiT inference.
+
+``CrossAttnCache``: text (and CLIP image) cross-attention K/V of every layer, computed once per prompt
+by ``WanDiT.prepare_context``.
+
+``RollingKVCache``: self-attention K/V of every layer for ``sink_frames`` (S) + ``window_frames`` (W)
+latent frames, preallocated once; memory never grows with video length.
+
+Window semantics (same as Self-Forcing's ``local_attn_size`` / ``sink_size`` with
+``local_attn_size = S + W``, ``sink_size = S``): a chunk of latent frames ``[s, s+n)`` attends to
+
+- the sink frames ``[0, S)`` (kept forever), and
+- the last W frames ending with the chunk itself, ``[max(S, s+n-W), s+n)`` -- W **counts the current
+  chunk** and does **not** count the sink.
+
+So before the video reaches S+W frames a chunk sees every earlier frame (a full block-causal pass).
+Layout: sink frame f lives in slot f; frame f >= S in slot ``S + (f - S) % W`` (a ring). Writing a
+chunk overwrites exactly the frames that just left the window, and re-running the same ``frame_start``
+(the next denoising step, the clean context pass) overwrites the same slots. Slots are filled in frame
+order, so the visible keys are always the slot prefix ``[0, min(s+n, S+W))`` -- no attention mask.
+
+RoPE modes:
+
+- ``"absolute"`` (Self-Forcing): keys are stored roped with their absolute latent frame index;
+  limited to the 1024-position RoPE table (an error names the limit past it);
+- ``"relative"``: keys are stored un-roped and roped at attention time with positions relative to the
+  window: sink frame i keeps position i, window frame f gets ``S + f - first_window_frame``, so
+  positions stay below S+W and the video length is unbounded. Until the window is full (and always
+  when S=0, since attention depends only on position differences) it equals absolute mode.
+
+Host-side bookkeeping lives in ``plan_chunk(frame_start, n)``, which ``copy_``s into preallocated
+device index buffers; ``WanDiT.forward_planned`` then only reads device tensors and the Python ints
+``kv_frames`` / ``kv_tokens`` (constant once the cache is full), so it can be captured in a CUDA graph
+and replayed after each ``plan_chunk``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["CrossAttnCache", "RollingKVCache"]
+
+
+@dataclass
+class CrossAttnCache:
+    """Per-layer cross-attention K/V: ``text_k[i]`` ``[B, Lt, heads, head_dim]`` (Lt >= 512),
+    ``image_k[i]`` ``[B, 257 | 514, heads, head_dim]`` (Wan2.1 I2V / FLF2V only, else None)."""
+
+    text_k: list[torch.Tensor]
+    text_v: list[torch.Tensor]
+    image_k: list[torch.Tensor] | None = None
+    image_v: list[torch.Tensor] | None = None
+
+    @property
+    def batch(self) -> int:
+        return self.text_k[0].shape[0]
+
+    def layer(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        if self.image_k is None:
+            return self.text_k[i], self.text_v[i], None, None
+        return self.text_k[i], self.text_v[i], self.image_k[i], self.image_v[i]
+
+
+class RollingKVCache:
+    """Self-attention K/V ring buffer of S sink + W window latent frames (see module docstring)."""
+
+    ROPE_MODES = ("absolute", "relative")
+
+    def __init__(
+        self,
+        num_layers: int,
+        batch: int,
+        frame_tokens: int,
+        num_heads: int,
+        head_dim: int,
+        window_frames: int,
+        sink_frames: int = 0,
+        dtype: torch.dtype = torch.bfloat16,
+        device: str | torch.device = "cpu",
+        rope: str = "absolute",
+        max_positions: int = 1024,
+    ):
+        if rope not in self.ROPE_MODES:
+            raise ValueError(f"rope must be one of {self.ROPE_MODES}, got '{rope}'")
+        if window_frames < 1 or sink_frames < 0:
+            raise ValueError(
+                f"need window_frames >= 1 and sink_frames >= 0, got {window_frames}, {sink_frames}"
+            )
+        if rope == "relative" and sink_frames + window_frames > max_positions:
+            raise ValueError(
+                f"sink_frames + window_frames = {sink_frames + window_frames} exceeds the "
+                f"{max_positions}-position RoPE table"
+            )
+        self.num_layers, self.batch, self.frame_tokens = num_layers, batch, frame_tokens
+        self.num_heads, self.head_dim = num_heads, head_dim
+        self.window_frames, self.sink_frames = window_frames, sink_frames
+        self.rope, self.max_positions = rope, max_positions
+        self.dtype, self.device = dtype, torch.device(device)
+        self.capacity_frames = sink_frames + window_frames
+        self.capacity_tokens = self.capacity_frames * frame_tokens
+        shape = (batch, self.capacity_tokens, num_heads, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(num_layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(num_layers)]
+        # device-side plan buffers (per chunk length n: write slots and temporal positions)
+        self._write_index: dict[int, torch.Tensor] = {}
+        self._chunk_positions: dict[int, torch.Tensor] = {}
+        self.slot_positions = torch.zeros(self.capacity_frames, dtype=torch.long, device=self.device)
+        self.reset()
+
+    # -- host-side bookkeeping -----------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget every frame (memory is kept; stale slots are never attended)."""
+        self.slot_frame = [-1] * self.capacity_frames
+        self.chunk_start = -1
+        self.chunk_end = 0
+        self.kv_frames = 0
+        self.kv_tokens = 0
+        self.chunk_frames = 0
+
+    def slot_of(self, frame: int) -> int:
+        s = self.sink_frames
+        return frame if frame < s else s + (frame - s) % self.window_frames
+
+    def _position(self, frame: int, end: int) -> int:
+        if self.rope == "absolute" or frame < self.sink_frames:
+            return frame
+        first_window = max(self.sink_frames, end - self.window_frames)
+        return self.sink_frames + frame - first_window
+
+    def plan_chunk(self, frame_start: int, n: int) -> None:
+        """Book-keep the chunk of latent frames ``[frame_start, frame_start+n)`` and update the device
+        buffers read by the forward pass. ``frame_start`` must be 0 (new video), the previous chunk's
+        start (re-run: next denoising step / clean pass) or the previous chunk's end (next chunk)."""
+        frame_start, n = int(frame_start), int(n)
+        if n < 1 or n > self.window_frames:
+            raise ValueError(
+                f"a chunk of {n} latent frames does not fit the attention window of {self.window_frames} "
+                "frames (window_frames counts the current chunk); raise window_frames"
+            )
+        if frame_start not in (0, self.chunk_start, self.chunk_end):
+            raise ValueError(
+                f"chunk at frame {frame_start}: the cache holds frames up to {self.chunk_end}; the next "
+                f"chunk must start at {self.chunk_end}, re-run {self.chunk_start}, or start over at 0"
+            )
+        end = frame_start + n
+        if self.rope == "absolute" and end > self.max_positions:
+            raise ValueError(
+                f"latent frame {end - 1} is past the {self.max_positions}-position RoPE table of Wan "
+                "(absolute RoPE, as Self-Forcing); use rope='relative' for longer videos"
+            )
+        if frame_start == 0:
+            self.slot_frame = [-1] * self.capacity_frames
+        for f in range(frame_start, end):
+            self.slot_frame[self.slot_of(f)] = f
+        self.chunk_start, self.chunk_end, self.chunk_frames = frame_start, end, n
+        self.kv_frames = min(end, self.capacity_frames)
+        self.kv_tokens = self.kv_frames * self.frame_tokens
+
+        ft = self.frame_tokens
+        slots = torch.tensor([self.slot_of(f) for f in range(frame_start, end)], dtype=torch.long)
+        write = (slots[:, None] * ft + torch.arange(ft)[None, :]).reshape(-1)
+        chunk_pos = torch.tensor([self._position(f, end) for f in range(frame_start, end)], dtype=torch.long)
+        if n not in self._write_index:
+            self._write_index[n] = torch.empty(n * ft, dtype=torch.long, device=self.device)
+            self._chunk_positions[n] = torch.empty(n, dtype=torch.long, device=self.device)
+        self._write_index[n].copy_(write)
+        self._chunk_positions[n].copy_(chunk_pos)
+        if self.rope == "relative":
+            pos = [self._position(f, end) if f >= 0 else 0 for f in self.slot_frame]
+            self.slot_positions.copy_(torch.tensor(pos, dtype=torch.long))
+
+    # -- device-side views used by the forward ----------------------------------------------------
+    def write_index(self, n: int) -> torch.Tensor:  # [n * frame_tokens] token slots of the chunk
+        return self._write_index[n]
+
+    def chunk_positions(self, n: int) -> torch.Tensor:  # [n] temporal RoPE positions of the chunk
+        return self._chunk_positions[n]
+
+    def visible_slot_positions(self) -> torch.Tensor:  # [kv_frames] relative mode: position per slot
+        return self.slot_positions[: self.kv_frames]
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, n: int) -> None:
+        """Write a chunk's K/V ``[B, n*frame_tokens, heads, head_dim]`` into its slots."""
+        idx = self._write_index[n]
+        self.k[layer].index_copy_(1, idx, k.to(self.dtype))
+        self.v[layer].index_copy_(1, idx, v.to(self.dtype))
+
+    def visible(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:  # each [B, kv_tokens, heads, hd]
+        return self.k[layer][:, : self.kv_tokens], self.v[layer][:, : self.kv_tokens]
+
+    # -- introspection ----------------------------------------------------------------------------
+    def tensors(self) -> list[torch.Tensor]:
+        return [
+            *self.k,
+            *self.v,
+            self.slot_positions,
+            *self._write_index.values(),
+            *self._chunk_positions.values(),
+        ]
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors())
+
+    def __repr__(self) -> str:
+        return (
+            f"RollingKVCache(layers={self.num_layers}, batch={self.batch}, sink={self.sink_frames}, "
+            f"window={self.window_frames} frames x {self.frame_tokens} tokens, rope={self.rope}, "
+            f"{self.dtype}, {self.nbytes() / 2**20:.1f} MiB, frames [{self.chunk_start}, {self.chunk_end}))"
+        )
