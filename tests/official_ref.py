@@ -63,7 +63,7 @@ def sdpa_flash_attention(
 
 def _ensure_bare_wan_package() -> None:
     if "wan" in sys.modules and getattr(sys.modules["wan"], "__bare__", False):
-        return
+        return  # (checked first: find_spec raises on the bare package, whose __spec__ is None)
     spec = importlib.util.find_spec("wan")
     if spec is None:
         pytest.skip("official wan22 package not installed (bash .ci/setup.sh installs it)")
