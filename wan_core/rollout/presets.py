@@ -1,0 +1,412 @@
+"""Published inference settings of every supported model family, as frozen dataclasses.
+
+Each ``RolloutPreset`` says which files the family needs (``ModelFile``: local name in a
+ComfyUI-style models folder + Hugging Face source), which sampler it uses and with what settings.
+Sources (configs of each project, read from their public repos; see FACTS.md section 3):
+
+| preset | steps (train units) | warp | shift | latent frames / chunk | attention |
+|---|---|---|---|---|---|
+| self-forcing-1.3b | 1000 750 500 250 | yes | 5 | 3 | 21 latent frames (as trained), rolling after |
+| causvid-1.3b | 1000 757 522 | no | 8 | 3 | 21 frames, rolling after |
+| longlive-1.3b | 1000 750 500 250 | yes | 5 | 3 | window 12 + sink 3, prompt switching |
+| rolling-forcing-1.3b | 1000 800 600 400 200 | yes | 5 | 3 | 21 frames rolling (chunk-wise; see note) |
+| causal-forcing-chunkwise-1.3b | 1000 750 500 250 | yes | 5 | 3 | 21 frames |
+| causal-forcing-framewise-1.3b | 1000 750 500 250 | yes | 5 | 1 | 21 frames |
+| krea-realtime-14b | 1000 937 833 625 | no | 5 | 3 | 21 frames |
+| wan2.1-t2v-1.3b / -14b (base) | Euler 50 steps | - | 5 | whole video | bidirectional, CFG 5 |
+| wan2.1-i2v-14b-480p (base) | Euler 40 steps | - | 3 | whole video | CLIP + mask + image latent, CFG 5 |
+| wan2.2-ti2v-5b (base) | Euler 50 steps | - | 5 | whole video | first latent clean, t=0 tokens, CFG 5 |
+| wan2.2-t2v-a14b / i2v-a14b | Euler 40 steps | - | 12 / 5 | whole video | two experts, boundary 0.875 / 0.9 |
+
+Notes. Rolling Forcing's own sampler denoises a window of chunks jointly at staggered noise levels;
+we run its checkpoint with the standard chunk-wise few-step scheme on its step list (documented
+approximation). Krea realtime recomputes the context K/V every block (``do_kv_recomp``); here the
+clean context pass writes it once per chunk like Self-Forcing. Base Wan ships a UniPC sampler; we
+use flow-matching Euler with the same shift (see ``schedulers.EulerSchedule``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .model_files import ModelFile
+from .schedulers import EulerSchedule, FewStepSchedule
+
+__all__ = ["RolloutPreset", "PRESETS", "get_preset", "DEFAULT_NEGATIVE_PROMPT"]
+
+# Our own default negative prompt for CFG with base Wan checkpoints (user-overridable).
+DEFAULT_NEGATIVE_PROMPT = (
+    "static frame, frozen motion, blurry details, overexposed, oversaturated colors, low quality, worst quality, "
+    "jpeg artifacts, subtitles, text, watermark, deformed hands, extra fingers, distorted face, malformed limbs, "
+    "messy background, crowd in the background, walking backwards"
+)
+
+_WAN21 = "Comfy-Org/Wan_2.1_ComfyUI_repackaged"
+_WAN22 = "Comfy-Org/Wan_2.2_ComfyUI_Repackaged"
+
+UMT5 = ModelFile(
+    "text_encoder",
+    "text_encoders",
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+    _WAN21,
+    "split_files/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+    alternatives=(
+        "umt5_xxl_fp16.safetensors",
+        "umt5-xxl-enc-bf16.safetensors",
+        "models_t5_umt5-xxl-enc-bf16.pth",
+    ),
+    size_hint="6.7 GB",
+)
+VAE21 = ModelFile(
+    "vae",
+    "vae",
+    "wan_2.1_vae.safetensors",
+    _WAN21,
+    "split_files/vae/wan_2.1_vae.safetensors",
+    alternatives=("Wan2.1_VAE.pth", "Wan2_1_VAE_bf16.safetensors"),
+    size_hint="254 MB",
+)
+VAE22 = ModelFile(
+    "vae",
+    "vae",
+    "wan2.2_vae.safetensors",
+    _WAN22,
+    "split_files/vae/wan2.2_vae.safetensors",
+    alternatives=("Wan2.2_VAE.pth",),
+    size_hint="1.4 GB",
+)
+TAEW21 = ModelFile(
+    "taehv",
+    "vae_approx",
+    "taew2_1.pth",
+    "madebyollin/taehv",
+    "taew2_1.pth",
+    alternatives=("taew2_1.safetensors", "lighttaew2_1.safetensors", "lighttaew2_1.pth"),
+    size_hint="22 MB",
+)
+TAEW22 = ModelFile(
+    "taehv",
+    "vae_approx",
+    "taew2_2.pth",
+    "madebyollin/taehv",
+    "taew2_2.pth",
+    alternatives=("taew2_2.safetensors", "lighttaew2_2.safetensors", "lighttaew2_2.pth"),
+    size_hint="22 MB",
+)
+CLIP_H = ModelFile(
+    "clip_vision",
+    "clip_vision",
+    "clip_vision_h.safetensors",
+    _WAN21,
+    "split_files/clip_vision/clip_vision_h.safetensors",
+    alternatives=("models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth",),
+    size_hint="1.3 GB",
+)
+
+
+def _dit(name: str, repo: str, path: str, size: str = "", alts: tuple[str, ...] = ()) -> ModelFile:
+    return ModelFile("dit", "diffusion_models", name, repo, path, alternatives=alts, size_hint=size)
+
+
+@dataclass(frozen=True)
+class RolloutPreset:
+    """Everything the pipeline and the CLI need to run one published model the way it was published."""
+
+    name: str
+    description: str
+    task: str  # "t2v" | "i2v" (Wan2.1 14B style: CLIP + mask + image latent as y) | "ti2v" (first latent stamped)
+    dit: ModelFile
+    vae: ModelFile
+    text_encoder: ModelFile = UMT5
+    taehv: ModelFile | None = None
+    clip_vision: ModelFile | None = None
+    dit_low_noise: ModelFile | None = (
+        None  # Wan2.2 A14B: the low-noise expert (``dit`` is the high-noise one)
+    )
+    lora: ModelFile | None = None  # merged into the DiT at load (LongLive)
+    # sampling
+    sampler: str = "few_step"  # "few_step" (AR, chunk by chunk) | "euler_cfg" (bidirectional, one chunk)
+    schedule: FewStepSchedule | None = None
+    euler: EulerSchedule | None = None
+    guidance_scale: float = 1.0  # CFG (euler_cfg); for dual expert: the low-noise expert's scale
+    guidance_scale_high: float | None = None  # dual expert: high-noise expert's CFG scale
+    boundary: float | None = None  # dual expert: t >= boundary * 1000 -> high-noise expert
+    # chunking and cache (latent frames)
+    frames_per_chunk: int = 3  # 0 = the whole video is one chunk
+    window_frames: int | None = 21  # attention window incl. the current chunk; None = unbounded
+    sink_frames: int = 0
+    image_stamp: str = "none"  # "none" | "mask_inject" | "clean_t0" (TI2V) | "concat_y" (I2V 14B)
+    # video
+    height: int = 480
+    width: int = 832
+    fps: int = 16
+    default_frames: int = 81  # pixel frames
+    latent_channels: int = 16
+    vae_stride: tuple[int, int, int] = (4, 8, 8)
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+
+    def __post_init__(self) -> None:
+        if self.task not in ("t2v", "i2v", "ti2v"):
+            raise ValueError(f"{self.name}: task must be t2v / i2v / ti2v, got {self.task!r}")
+        if self.sampler == "few_step" and self.schedule is None:
+            raise ValueError(f"{self.name}: few_step sampler needs a FewStepSchedule")
+        if self.sampler == "euler_cfg" and self.euler is None:
+            raise ValueError(f"{self.name}: euler_cfg sampler needs an EulerSchedule")
+        if self.sampler not in ("few_step", "euler_cfg"):
+            raise ValueError(f"{self.name}: unknown sampler {self.sampler!r}")
+        if (self.boundary is None) != (self.dit_low_noise is None):
+            raise ValueError(f"{self.name}: a dual-expert preset needs both boundary and dit_low_noise")
+
+    @property
+    def is_autoregressive(self) -> bool:
+        return self.sampler == "few_step"
+
+    def files(self, decoder: str = "vae") -> list[ModelFile]:
+        """Files needed to run this preset with the given decoder ("vae" | "taehv")."""
+        out = [self.dit]
+        if self.dit_low_noise is not None:
+            out.append(self.dit_low_noise)
+        if self.lora is not None:
+            out.append(self.lora)
+        out.append(self.text_encoder)
+        if decoder == "taehv":
+            if self.taehv is None:
+                raise ValueError(f"preset {self.name!r} has no TAEHV decoder; use --decoder vae")
+            out.append(self.taehv)
+        if decoder == "vae" or self.task in ("i2v", "ti2v"):
+            out.append(self.vae)  # I2V / TI2V need the VAE encoder for the image in any case
+        if self.clip_vision is not None:
+            out.append(self.clip_vision)
+        return out
+
+    def with_overrides(self, **kw) -> RolloutPreset:
+        return replace(self, **kw)
+
+
+_SF_STEPS = FewStepSchedule(steps=(1000, 750, 500, 250), shift=5.0, warp=True)
+
+_presets = [
+    RolloutPreset(
+        name="self-forcing-1.3b",
+        description="Self-Forcing DMD (Wan2.1 T2V 1.3B, causal, 4 steps, chunks of 3 latent frames)",
+        task="t2v",
+        dit=_dit("self_forcing_dmd.pt", "gdhe17/Self-Forcing", "checkpoints/self_forcing_dmd.pt", "5.7 GB"),
+        vae=VAE21,
+        taehv=TAEW21,
+        schedule=_SF_STEPS,
+    ),
+    RolloutPreset(
+        name="causvid-1.3b",
+        description="CausVid autoregressive DMD (Wan2.1 T2V 1.3B, 3 steps, shift 8, no warping)",
+        task="t2v",
+        dit=_dit("causvid_model.pt", "tianweiy/CausVid", "autoregressive_checkpoint/model.pt", "10.6 GB"),
+        vae=VAE21,
+        taehv=TAEW21,
+        schedule=FewStepSchedule(steps=(1000, 757, 522), shift=8.0, warp=False),
+    ),
+    RolloutPreset(
+        name="longlive-1.3b",
+        description="LongLive (Wan2.1 T2V 1.3B + LoRA): short window 12 + frame sink 3, prompt switching",
+        task="t2v",
+        dit=_dit(
+            "longlive_base.pt", "Efficient-Large-Model/LongLive-1.3B", "models/longlive_base.pt", "5.3 GB"
+        ),
+        lora=ModelFile(
+            "lora",
+            "loras",
+            "longlive_lora.pt",
+            "Efficient-Large-Model/LongLive-1.3B",
+            "models/lora.pt",
+            size_hint="1.4 GB",
+        ),
+        vae=VAE21,
+        taehv=TAEW21,
+        schedule=_SF_STEPS,
+        window_frames=12,
+        sink_frames=3,
+        default_frames=237,
+    ),
+    RolloutPreset(
+        name="rolling-forcing-1.3b",
+        description="Rolling Forcing DMD (Wan2.1 T2V 1.3B, 5 steps), run chunk-wise",
+        task="t2v",
+        dit=_dit("rolling_forcing_dmd.pt", "TencentARC/RollingForcing", "checkpoints/rolling_forcing_dmd.pt"),
+        vae=VAE21,
+        taehv=TAEW21,
+        schedule=FewStepSchedule(steps=(1000, 800, 600, 400, 200), shift=5.0, warp=True),
+    ),
+    RolloutPreset(
+        name="causal-forcing-chunkwise-1.3b",
+        description="Causal Forcing chunk-wise (Wan2.1 T2V 1.3B, 4 steps, chunks of 3 latent frames)",
+        task="t2v",
+        dit=_dit("causal_forcing_chunkwise.pt", "zhuhz22/Causal-Forcing", "chunkwise/causal_forcing.pt"),
+        vae=VAE21,
+        taehv=TAEW21,
+        schedule=_SF_STEPS,
+    ),
+    RolloutPreset(
+        name="causal-forcing-framewise-1.3b",
+        description="Causal Forcing frame-wise (Wan2.1 T2V 1.3B, 4 steps, one latent frame per chunk)",
+        task="t2v",
+        dit=_dit("causal_forcing_framewise.pt", "zhuhz22/Causal-Forcing", "framewise/causal_forcing.pt"),
+        vae=VAE21,
+        taehv=TAEW21,
+        schedule=_SF_STEPS,
+        frames_per_chunk=1,
+    ),
+    RolloutPreset(
+        name="krea-realtime-14b",
+        description="Krea realtime video (Wan2.1 T2V 14B, causal, 4 steps, no warping)",
+        task="t2v",
+        dit=_dit(
+            "krea-realtime-video-14b.safetensors",
+            "krea/krea-realtime-video",
+            "krea-realtime-video-14b.safetensors",
+            "28.6 GB",
+        ),
+        vae=VAE21,
+        taehv=TAEW21,
+        schedule=FewStepSchedule(steps=(1000, 937, 833, 625), shift=5.0, warp=False),
+    ),
+    RolloutPreset(
+        name="wan2.1-t2v-1.3b",
+        description="Base Wan2.1 T2V 1.3B, bidirectional, Euler 50 steps, CFG 5",
+        task="t2v",
+        dit=_dit(
+            "wan2.1_t2v_1.3B_fp16.safetensors",
+            _WAN21,
+            "split_files/diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors",
+        ),
+        vae=VAE21,
+        taehv=TAEW21,
+        sampler="euler_cfg",
+        euler=EulerSchedule(num_steps=50, shift=5.0),
+        guidance_scale=5.0,
+        frames_per_chunk=0,
+        window_frames=None,
+    ),
+    RolloutPreset(
+        name="wan2.1-t2v-14b",
+        description="Base Wan2.1 T2V 14B, bidirectional, Euler 50 steps, CFG 5",
+        task="t2v",
+        dit=_dit(
+            "wan2.1_t2v_14B_fp8_scaled.safetensors",
+            _WAN21,
+            "split_files/diffusion_models/wan2.1_t2v_14B_fp8_scaled.safetensors",
+            alts=("wan2.1_t2v_14B_fp16.safetensors", "wan2.1_t2v_14B_bf16.safetensors"),
+        ),
+        vae=VAE21,
+        taehv=TAEW21,
+        sampler="euler_cfg",
+        euler=EulerSchedule(num_steps=50, shift=5.0),
+        guidance_scale=5.0,
+        frames_per_chunk=0,
+        window_frames=None,
+    ),
+    RolloutPreset(
+        name="wan2.1-i2v-14b-480p",
+        description="Base Wan2.1 I2V 14B 480p: CLIP features + mask + image latent, Euler 40 steps, CFG 5",
+        task="i2v",
+        dit=_dit(
+            "wan2.1_i2v_480p_14B_fp8_scaled.safetensors",
+            _WAN21,
+            "split_files/diffusion_models/wan2.1_i2v_480p_14B_fp8_scaled.safetensors",
+            alts=("wan2.1_i2v_480p_14B_fp16.safetensors", "wan2.1_i2v_480p_14B_bf16.safetensors"),
+        ),
+        vae=VAE21,
+        taehv=TAEW21,
+        clip_vision=CLIP_H,
+        sampler="euler_cfg",
+        euler=EulerSchedule(num_steps=40, shift=3.0),
+        guidance_scale=5.0,
+        frames_per_chunk=0,
+        window_frames=None,
+        image_stamp="concat_y",
+    ),
+    RolloutPreset(
+        name="wan2.2-ti2v-5b",
+        description="Wan2.2 TI2V 5B (text or text+image), 704x1280 24 fps, Euler 50 steps, CFG 5",
+        task="ti2v",
+        dit=_dit(
+            "wan2.2_ti2v_5B_fp16.safetensors",
+            _WAN22,
+            "split_files/diffusion_models/wan2.2_ti2v_5B_fp16.safetensors",
+        ),
+        vae=VAE22,
+        taehv=TAEW22,
+        sampler="euler_cfg",
+        euler=EulerSchedule(num_steps=50, shift=5.0),
+        guidance_scale=5.0,
+        frames_per_chunk=0,
+        window_frames=None,
+        image_stamp="clean_t0",
+        height=704,
+        width=1280,
+        fps=24,
+        default_frames=121,
+        latent_channels=48,
+        vae_stride=(4, 16, 16),
+    ),
+    RolloutPreset(
+        name="wan2.2-t2v-a14b",
+        description="Wan2.2 T2V A14B: high-noise expert for t >= 875, low-noise after; Euler 40 steps, CFG 4 / 3",
+        task="t2v",
+        dit=_dit(
+            "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
+            _WAN22,
+            "split_files/diffusion_models/wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
+        ),
+        dit_low_noise=ModelFile(
+            "dit_low_noise",
+            "diffusion_models",
+            "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
+            _WAN22,
+            "split_files/diffusion_models/wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
+        ),
+        vae=VAE21,
+        taehv=TAEW21,
+        sampler="euler_cfg",
+        euler=EulerSchedule(num_steps=40, shift=12.0),
+        guidance_scale=3.0,
+        guidance_scale_high=4.0,
+        boundary=0.875,
+        frames_per_chunk=0,
+        window_frames=None,
+    ),
+    RolloutPreset(
+        name="wan2.2-i2v-a14b",
+        description="Wan2.2 I2V A14B: mask + image latent (no CLIP), experts switch at t = 900; Euler 40 steps, CFG 3.5",
+        task="i2v",
+        dit=_dit(
+            "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
+            _WAN22,
+            "split_files/diffusion_models/wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
+        ),
+        dit_low_noise=ModelFile(
+            "dit_low_noise",
+            "diffusion_models",
+            "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors",
+            _WAN22,
+            "split_files/diffusion_models/wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors",
+        ),
+        vae=VAE21,
+        taehv=TAEW21,
+        sampler="euler_cfg",
+        euler=EulerSchedule(num_steps=40, shift=5.0),
+        guidance_scale=3.5,
+        guidance_scale_high=3.5,
+        boundary=0.9,
+        frames_per_chunk=0,
+        window_frames=None,
+        image_stamp="concat_y",
+    ),
+]
+
+PRESETS: dict[str, RolloutPreset] = {p.name: p for p in _presets}
+
+
+def get_preset(name: str) -> RolloutPreset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
