@@ -12,18 +12,12 @@ from comfy_api.latest import io
 from . import core_bridge
 from .socket_types import CATEGORY, WanConditioning, WanDiT, WanVAE
 
-# Stable values of the preset combo (saved in workflows); core_bridge maps them to wan_core presets.
-PRESETS = [
-    "self_forcing",
-    "causvid",
-    "longlive",
-    "rolling_forcing",
-    "causal_forcing",
-    "krea_realtime",
-    "ti2v_5b",
-    "a14b",
-    "base",
-]
+
+def preset_names() -> list[str]:
+    """Preset names of ``wan_core.rollout.presets`` (stable strings, saved in workflows)."""
+    from wan_core.rollout.presets import PRESETS
+
+    return list(PRESETS)
 
 
 class WanStreamARSampler(io.ComfyNode):
@@ -72,11 +66,11 @@ class WanStreamARSampler(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "preset",
-                    options=PRESETS,
-                    default="self_forcing",
-                    tooltip="Sampling method matching the checkpoint: self_forcing / causvid / longlive / "
-                    "rolling_forcing / causal_forcing / krea_realtime (few-step AR), ti2v_5b, a14b, "
-                    "base (many-step bidirectional Wan with CFG, one chunk).",
+                    options=preset_names(),
+                    default="self-forcing-1.3b",
+                    tooltip="How the checkpoint samples (its published settings): Self-Forcing, CausVid, "
+                    "LongLive, Rolling Forcing, Causal Forcing, Krea realtime (few-step AR, chunk by chunk), "
+                    "Wan2.2 TI2V 5B, Wan2.2 A14B and base Wan 2.1 (many-step with CFG, one chunk).",
                 ),
                 io.Int.Input(
                     "seed",

@@ -97,7 +97,14 @@ def test_option_lists(object_info):
     clip = object_info["WanStreamI2VControlEncode"]["input"]["required"]["clip_vision"][1]
     assert clip["options"][0] == "none" and clip["default"] == "none"
     preset = object_info["WanStreamARSampler"]["input"]["required"]["preset"][1]["options"]
-    assert preset[0] == "self_forcing" and "base" in preset and "ti2v_5b" in preset
+    assert preset[0] == "self-forcing-1.3b"
+    assert {
+        "causvid-1.3b",
+        "longlive-1.3b",
+        "wan2.2-ti2v-5b",
+        "wan2.1-i2v-14b-480p",
+        "wan2.2-t2v-a14b",
+    } <= set(preset)
 
 
 def test_nodes_come_from_this_pack(object_info):
