@@ -85,7 +85,8 @@ class WanStreamARSampler(io.ComfyNode):
                     default=-1,
                     min=-1,
                     max=4096,
-                    tooltip="Latent frames kept in the rolling KV cache besides the sink (-1: the preset's).",
+                    tooltip="Attention window in latent frames, the current chunk included (-1: the preset's, e.g. 21 "
+                    "for Self-Forcing, 12 for LongLive). Memory grows with it, not with the video length.",
                 ),
                 io.Int.Input(
                     "sink_frames",
@@ -105,6 +106,11 @@ class WanStreamARSampler(io.ComfyNode):
                     "preview_vae",
                     optional=True,
                     tooltip="Optional TAEHV (or full VAE) that decodes every finished chunk for the live preview.",
+                ),
+                WanDiT.Input(
+                    "dit_low_noise",
+                    optional=True,
+                    tooltip="Wan2.2 A14B only: the low-noise expert (then 'dit' is the high-noise expert).",
                 ),
             ],
             outputs=[
@@ -126,6 +132,7 @@ class WanStreamARSampler(io.ComfyNode):
         sink_frames,
         chunks,
         preview_vae=None,
+        dit_low_noise=None,
     ) -> io.NodeOutput:
         samples = core_bridge.sample(
             dit,
@@ -139,5 +146,6 @@ class WanStreamARSampler(io.ComfyNode):
             sink_frames=sink_frames,
             chunks=chunks,
             preview_vae=preview_vae,
+            dit_low_noise=dit_low_noise,
         )
         return io.NodeOutput({"samples": samples})

@@ -46,7 +46,7 @@ EXPECTED = {
             "frames": "INT", "preset": COMBO, "seed": "INT", "window_frames": "INT", "sink_frames": "INT",
             "chunks": "INT",
         },
-        "optional": {"preview_vae": "WANSTREAM_VAE"},
+        "optional": {"preview_vae": "WANSTREAM_VAE", "dit_low_noise": "WANSTREAM_DIT"},
         "outputs": ["LATENT"],
     },
     "WanStreamDecodeChunk": {
