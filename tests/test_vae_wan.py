@@ -41,7 +41,7 @@ def _scale(version):
     return [torch.tensor(mean), 1.0 / torch.tensor(std)]
 
 
-@pytest.fixture(scope="module", params=["2.1"])
+@pytest.fixture(scope="module", params=["2.1", "2.2"])
 def pair(request):
     return request.param, *_official_pair(request.param)
 

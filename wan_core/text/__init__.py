@@ -32,6 +32,9 @@ CLIP vision (Wan 2.1 I2V / FLF2V)::
 """
 
 from .clean import clean_prompt
+from .clip_loader import load_clip_vision
+from .clip_preprocess import CLIP_MEAN, CLIP_STD, clip_preprocess
+from .clip_vision import CLIP_VISION_PRESETS, CLIPVisionConfig, CLIPVisionTower
 from .encode import EncodedPrompts, encode_prompts, encode_prompts_detailed, pad_embeddings
 from .loader import load_umt5
 from .prompt_cache import PromptEmbeddingCache, file_identity
@@ -40,6 +43,13 @@ from .umt5 import UMT5_PRESETS, UMT5Config, UMT5Encoder
 
 __all__ = [
     "clean_prompt",
+    "load_clip_vision",
+    "clip_preprocess",
+    "CLIP_MEAN",
+    "CLIP_STD",
+    "CLIP_VISION_PRESETS",
+    "CLIPVisionConfig",
+    "CLIPVisionTower",
     "EncodedPrompts",
     "encode_prompts",
     "encode_prompts_detailed",

@@ -58,7 +58,8 @@ def encode_prompts_detailed(
     device = encoder.device
     hidden = encoder(tokens.ids.to(device), tokens.mask.to(device))  # [B, L, dim]
     out_device = device if out_device is None else torch.device(out_device)
-    embeddings = [hidden[i, :n].to(out_device) for i, n in enumerate(tokens.seq_lens)]
+    # copies, so the batch tensor [B, L, dim] is freed
+    embeddings = [hidden[i, :n].to(out_device, copy=True) for i, n in enumerate(tokens.seq_lens)]
     warnings = []
     for i, cut in enumerate(tokens.dropped):
         if cut:

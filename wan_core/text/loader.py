@@ -187,6 +187,13 @@ def load_umt5(
             readers[ours] = lambda k=k: ck.get(k)
     for layer in fp8_layers:  # plain fp8 files carry no scale: scale 1
         readers.setdefault(f"{layer}.weight_scale", lambda: torch.ones((), dtype=torch.float32))
+    for scale_name in [n for n in readers if n.endswith(".weight_scale")]:
+        layer = scale_name[: -len(".weight_scale")]
+        if (
+            layer not in fp8_layers and f"{layer}.weight" in readers
+        ):  # a scaled tensor we do not keep in fp8 (e.g. the embedding): fold in
+            weight, scale = readers[f"{layer}.weight"], readers.pop(scale_name)
+            readers[f"{layer}.weight"] = lambda w=weight, s=scale: w().float() * s()
 
     fp8_weights = {f"{layer}.weight" for layer in fp8_layers}
 
@@ -194,5 +201,5 @@ def load_umt5(
         return name in fp8_weights or name.endswith(".weight_scale")
 
     load_into(model, readers, ck.path, dtype=dtype, device=device, keep_dtype=keep)
-    # an fp8 embedding table (not a Linear) has been upcast to ``dtype`` by load_into
+    # an fp8 embedding table (not a Linear) has been dequantized / upcast to ``dtype`` by now
     return model.eval().requires_grad_(False)

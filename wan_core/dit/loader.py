@@ -1,0 +1,300 @@
+"""Load any Wan 2.1 / 2.2 DiT checkpoint users have into ``WanDiT`` (or ``DualExpertDiT`` for A14B).
+
+Formats are detected from the keys (see ``keymap``): official (bare keys, single file or sharded folder
+with ``diffusion_pytorch_model.safetensors.index.json``), ComfyUI repackaged (``model.diffusion_model.``),
+training wrappers (``model.``: Self-Forcing / CausVid ``.pt`` dicts with ``generator_ema`` preferred,
+Krea realtime 14B safetensors), diffusers ``WanTransformer3DModel``. Weights may be fp32 / bf16 / fp16,
+plain fp8 (e4m3fn / e5m2) or fp8 "scaled" (legacy ``scale_weight`` + ``scaled_fp8`` marker, or new
+``weight_scale`` / ``input_scale`` / ``comfy_quant``): fp8 Linear weights stay fp8 in
+``ScaledFP8Linear`` with their scale.
+
+The config comes from the key shapes; the model is built on the meta device and filled strictly,
+tensor by tensor, in the target dtype (no full-precision copy of the model is ever held).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..attention import resolve_backend
+from ..checkpoint import Checkpoint, CheckpointError, expect_kind, load_into, open_checkpoint
+from ..quant import is_fp8, split_quant_keys, swap_fp8_linears
+from .config import WanDiTConfig, config_from_shapes, preset_name_for, unsupported_family
+from .keymap import diffusers_to_official, is_diffusers, strip_prefix
+from .model import DualExpertDiT, WanDiT
+
+__all__ = ["DiTLoadPlan", "plan_dit_load", "build_meta_dit", "load_dit", "A14B_SUBFOLDERS"]
+
+WHAT = "Load Wan DiT"
+A14B_SUBFOLDERS = ("high_noise_model", "low_noise_model")
+_FP8_FORMATS = ("float8_e4m3fn", "float8_e5m2")
+
+
+@dataclass
+class DiTLoadPlan:
+    """How a checkpoint's keys become ``WanDiT`` parameters (computed from names/shapes/dtypes only)."""
+
+    config: WanDiTConfig
+    format: str  # e.g. "comfyui (model.diffusion_model.) + fp8 scaled (legacy scale_weight)"
+    mapping: dict[str, str]  # model parameter name -> checkpoint key
+    fp8_layers: list[str]  # Linear layers kept in fp8 (ScaledFP8Linear)
+    unit_scales: list[str] = field(default_factory=list)  # fp8 layers without a stored scale (scale 1)
+    ignored: list[str] = field(default_factory=list)  # quantization markers / input scales
+    unexpected: list[str] = field(default_factory=list)  # checkpoint keys with no place in the model
+
+    def describe(self) -> str:
+        preset = preset_name_for(self.config)
+        c = self.config
+        size = preset or f"dim {c.dim}, {c.num_layers} layers, in {c.in_dim} / out {c.out_dim}"
+        return f"{self.format} Wan DiT, {c.model_type} ({size})"
+
+
+def _quant_format(keys: list[str], dtypes: dict[str, torch.dtype]) -> str:
+    if any(k == "scaled_fp8" or k.endswith(".scaled_fp8") for k in keys):
+        return "fp8 scaled (legacy scale_weight)"
+    if any(k.endswith((".weight_scale", ".comfy_quant")) for k in keys):
+        return "fp8 scaled (weight_scale / comfy_quant)"
+    if any(is_fp8(dt) for dt in dtypes.values()):
+        return "fp8 (unscaled)"
+    return ""
+
+
+def plan_dit_load(
+    shapes: dict[str, tuple[int, ...]],
+    dtypes: dict[str, torch.dtype] | None = None,
+    head_dim: int = 128,
+) -> DiTLoadPlan:
+    """Detect format and config from checkpoint key names, shapes and dtypes; map every key."""
+    keys = list(shapes)
+    dtypes = dtypes or {}
+    prefix, fmt = strip_prefix(keys)
+    names: dict[str, str] = {}  # official-style name -> checkpoint key
+    for k in keys:
+        names[k[len(prefix) :] if prefix and k.startswith(prefix) else k] = k
+    diffusers = is_diffusers(list(names))
+    unexpected: list[str] = []
+    if diffusers:
+        converted = {}
+        for n, k in names.items():
+            o = diffusers_to_official(n)
+            if o is None and not n.endswith("scaled_fp8"):
+                unexpected.append(k)
+            else:
+                converted[o if o is not None else n] = k
+        names = converted
+    fmt_name = ("diffusers" if diffusers else fmt) + (f" ({prefix})" if prefix else "")
+    quant = _quant_format(list(names), {n: dtypes.get(k, torch.float32) for n, k in names.items()})
+    if quant:
+        fmt_name += " + " + quant
+
+    scales, drop = split_quant_keys(list(names))
+    ignored = [names[d] for d in drop]
+    scale_keys = {names[s] for s in scales.values()}
+    mapping: dict[str, str] = {}
+    for n, k in names.items():
+        if k in ignored or k in scale_keys:
+            continue
+        mapping[n] = k
+    fp8_layers = sorted(
+        n[: -len(".weight")]
+        for n, k in mapping.items()
+        if n.endswith(".weight") and is_fp8(dtypes.get(k, torch.float32))
+    )
+    unit_scales = []
+    for layer in fp8_layers:
+        if layer in scales:
+            mapping[f"{layer}.weight_scale"] = names[scales[layer]]
+        else:
+            unit_scales.append(layer)
+    stray = [names[s] for layer, s in scales.items() if layer not in fp8_layers]
+    unexpected += stray  # a scale for a weight that is not fp8
+
+    official_shapes = {n: tuple(shapes[k]) for n, k in mapping.items()}
+    config = config_from_shapes(official_shapes, head_dim=head_dim)
+    return DiTLoadPlan(config, fmt_name, mapping, fp8_layers, unit_scales, ignored, unexpected)
+
+
+def build_meta_dit(plan: DiTLoadPlan) -> WanDiT:
+    """The model of ``plan`` on the meta device (fp8 Linears swapped in); no memory used."""
+    with torch.device("meta"):
+        model = WanDiT(plan.config)
+    swap_fp8_linears(model, plan.fp8_layers)
+    return model
+
+
+def _container(path: Path) -> str:
+    if path.is_dir():
+        return "folder"
+    return {".safetensors": "safetensors", ".sft": "safetensors"}.get(
+        path.suffix.lower(), "pickle (.pt/.pth)"
+    )
+
+
+def _open(path: Path) -> Checkpoint:
+    try:
+        ck = open_checkpoint(path)
+    except CheckpointError as e:
+        raise CheckpointError(
+            f"{WHAT}: cannot read {path} (format: {_container(path)}; expected a Wan DiT checkpoint): {e}"
+        ) from e
+    expect_kind(ck, "wan_dit", WHAT)
+    return ck
+
+
+def _head_dim_from_config(path: Path) -> int:
+    cfg_file = (path if path.is_dir() else path.parent) / "config.json"
+    if cfg_file.is_file():
+        try:
+            c = json.loads(cfg_file.read_text())
+        except ValueError:
+            return 128
+        if "dim" in c and "num_heads" in c:
+            return int(c["dim"]) // int(c["num_heads"])
+        if "attention_head_dim" in c:
+            return int(c["attention_head_dim"])
+    return 128
+
+
+def _check_quant_metadata(ck: Checkpoint, plan: DiTLoadPlan) -> None:
+    confs = []
+    for k in plan.ignored:
+        if k.endswith(".comfy_quant"):
+            try:
+                confs.append((k, json.loads(bytes(ck.get(k).to(torch.uint8).tolist()).decode())))
+            except (ValueError, UnicodeDecodeError) as e:
+                raise CheckpointError(f"{WHAT}: {ck.path}: unreadable quantization config '{k}' ({e})") from e
+    meta = ck.metadata.get("_quantization_metadata")
+    if meta:
+        try:
+            confs += list(json.loads(meta).get("layers", {}).items())
+        except ValueError as e:
+            raise CheckpointError(f"{WHAT}: {ck.path}: unreadable _quantization_metadata ({e})") from e
+    for k, conf in confs:
+        f = conf.get("format") if isinstance(conf, dict) else None
+        if f is not None and f not in _FP8_FORMATS:
+            raise CheckpointError(
+                f"{WHAT}: {ck.path}: layer '{k}' is quantized as '{f}'; this loader reads fp8 "
+                f"({', '.join(_FP8_FORMATS)}) only. Use an fp8, bf16 or fp16 file."
+            )
+
+
+def _default_dtype(ck: Checkpoint, plan: DiTLoadPlan) -> torch.dtype:
+    counts = Counter(
+        ck.dtype(k)
+        for k in plan.mapping.values()
+        if ck.dtype(k).is_floating_point and not is_fp8(ck.dtype(k)) and len(ck.shape(k)) >= 2
+    )
+    return counts.most_common(1)[0][0] if counts else torch.bfloat16
+
+
+def _scale_reader(ck: Checkpoint, key: str) -> Callable[[], torch.Tensor]:
+    def read():
+        t = ck.get(key).float()
+        if t.numel() != 1:
+            raise CheckpointError(
+                f"{WHAT}: {ck.path}: '{key}' holds {t.numel()} scales; only per-tensor fp8 scales are supported"
+            )
+        return t.reshape(())
+
+    return read
+
+
+def _load_single(path: Path, dtype: torch.dtype | None, device, backend: str, head_dim: int | None) -> WanDiT:
+    ck = _open(path)
+    shapes = ck.shapes()
+    dtypes = {k: ck.dtype(k) for k in ck.keys()}
+    family = unsupported_family([k.split("diffusion_model.")[-1].removeprefix("model.") for k in shapes])
+    if family:
+        raise CheckpointError(
+            f"{WHAT}: {path} is a {family} model (extra modules this pack does not implement); expected a "
+            "Wan 2.1/2.2 T2V, I2V, FLF2V, TI2V or A14B DiT."
+        )
+    try:
+        plan = plan_dit_load(shapes, dtypes, head_dim or _head_dim_from_config(path))
+    except ValueError as e:
+        raise CheckpointError(f"{WHAT}: {path}: detected a Wan DiT but cannot read its layout ({e}).") from e
+    where = f" {ck.source}" if ck.source else ""
+    desc = f"{path}{where} (detected: {plan.describe()})"
+    if plan.unexpected:
+        raise CheckpointError(
+            f"{WHAT}: {desc}: {len(plan.unexpected)} unknown keys, e.g. {plan.unexpected[:5]}. Expected only "
+            "Wan DiT weights; the file is another variant or was modified."
+        )
+    _check_quant_metadata(ck, plan)
+    try:
+        model = build_meta_dit(plan)
+    except ValueError as e:
+        raise CheckpointError(f"{WHAT}: {desc}: {e}") from e
+    target = dtype or _default_dtype(ck, plan)
+    readers: dict[str, Callable[[], torch.Tensor]] = {}
+    for name, key in plan.mapping.items():
+        readers[name] = (
+            _scale_reader(ck, key) if name.endswith(".weight_scale") else (lambda k=key: ck.get(k))
+        )
+    for layer in plan.unit_scales:
+        readers[f"{layer}.weight_scale"] = lambda: torch.ones((), dtype=torch.float32)
+
+    def keep(name: str, t: torch.Tensor) -> bool:
+        return is_fp8(t.dtype) or name.endswith(".weight_scale")
+
+    try:
+        load_into(model, readers, desc, dtype=target, device=device, keep_dtype=keep)
+    except CheckpointError as e:
+        raise CheckpointError(f"{WHAT}: {e}") from e
+    model.attn_backend = backend
+    model.load_format = plan.format
+    return model.eval()
+
+
+def _expert_paths(paths: Sequence[Path]) -> tuple[Path, Path]:
+    a, b = paths
+    na, nb = a.as_posix().lower(), b.as_posix().lower()
+    if "low" in na and "high" in nb and "high" not in na:
+        return b, a
+    return a, b
+
+
+def load_dit(
+    path_or_paths: str | os.PathLike | Sequence[str | os.PathLike],
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    attention: str = "auto",
+    head_dim: int | None = None,
+) -> WanDiT | DualExpertDiT:
+    """Load a Wan DiT from a file or folder; Wan2.2 A14B from two files (high-noise, low-noise; told
+    apart by 'high'/'low' in their names, else in that order) or a folder holding ``high_noise_model/``
+    and ``low_noise_model/``. ``dtype=None`` keeps the file's main float dtype (fp8 weights stay fp8
+    either way). ``attention``: "auto" | "sdpa" | "sage" | "flash", resolved once here.
+    ``head_dim``: only for non-released sizes (every Wan release uses 128; a ``config.json`` next to
+    the weights is read when present)."""
+    backend = resolve_backend(attention, device)
+    if isinstance(path_or_paths, (str, os.PathLike)):
+        path = Path(path_or_paths)
+        subs = [path / s for s in A14B_SUBFOLDERS]
+        if path.is_dir() and all(s.exists() for s in subs):
+            paths = subs
+        else:
+            return _load_single(path, dtype, device, backend, head_dim)
+    else:
+        paths = [Path(p) for p in path_or_paths]
+        if len(paths) == 1:
+            return _load_single(paths[0], dtype, device, backend, head_dim)
+        if len(paths) != 2:
+            raise CheckpointError(f"{WHAT}: give one DiT file/folder, or two for A14B; got {len(paths)}")
+    high_path, low_path = _expert_paths(paths)
+    high = _load_single(high_path, dtype, device, backend, head_dim)
+    low = _load_single(low_path, dtype, device, backend, head_dim)
+    if high.config != low.config:
+        raise CheckpointError(
+            f"{WHAT}: {high_path} and {low_path} are different models ({high.config.model_type} vs "
+            f"{low.config.model_type}); expected the two experts of one Wan2.2 A14B model"
+        )
+    boundary = 0.9 if high.config.model_type == "i2v" else 0.875
+    return DualExpertDiT(high, low, boundary)

@@ -1,0 +1,630 @@
+"""``StreamingPipeline``: chunk-by-chunk (autoregressive) and whole-video (bidirectional) Wan sampling.
+
+Autoregressive presets (Self-Forcing family)::
+
+    pipe = StreamingPipeline(dit, preset, text_encoder=..., decoder=vae)
+    pipe.initialize_cache(["a red fox running through snow"], height=480, width=832, num_frames=81, seed=0)
+    for i in range(pipe.num_chunks):
+        chunk = pipe.generate(i)     # ChunkResult: latents [B, C, n, h, w] (normalized), frames [B, 3, f, H, W]
+        show(chunk.frames)           # frames are out before the cache update ...
+        pipe.finalize(i)             # ... which writes chunk i's clean K/V (context pass at context_noise)
+    # or simply: for chunk in pipe.stream(): ...   (same order)
+
+Order of work per chunk ``i`` (what sits on the path to the next chunk's first frame):
+``generate(i)`` = [prompt switch re-encode, if scheduled at i] -> K denoising steps (each a DiT call
+that also writes the chunk's noisy K/V into its cache slots, overwritten by the next step) -> decode
+chunk i's frames. ``finalize(i)`` = one DiT call on the clean x0 at ``context_noise`` that overwrites
+the same slots with clean K/V. The frames of chunk i are therefore ready before the cache update; the
+update is the only extra work between them and chunk i+1's first denoising step. ``generate(i+1)``
+finalizes chunk i itself if the caller did not.
+
+Bidirectional presets (base Wan, CFG, Wan2.2 A14B dual expert, TI2V 5B) have one chunk: the whole
+video; ``generate(0)`` runs the Euler loop with classifier-free guidance.
+
+State is explicit (``RolloutState``): the KV cache, prompt caches, per-chunk seeded noise, the clean
+latents of the frames still visible to attention (for prompt switching), the decoder stream.
+Memory is bounded by the attention window (sink + window frames), not by the video length.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from .conditioning import ConcatYStream, ImageCondition, stamp_input, stamp_x0
+from .graphs import ChunkForward, compile_blocks, default_speed_flags
+from .kv_cache import OffsetRollingKVCache
+from .presets import RolloutPreset
+from .schedulers import flow_to_x0, renoise
+
+__all__ = ["ChunkResult", "RolloutState", "RolloutInterrupted", "StreamingPipeline", "chunk_seed"]
+
+ProgressFn = Callable[[int, "int | None", int], None]  # (steps done, total steps or None, chunk index)
+
+
+class RolloutInterrupted(RuntimeError):
+    """Raised between denoising steps when the interrupt hook asks to stop."""
+
+
+@dataclass
+class ChunkResult:
+    index: int
+    frame_start: int  # first latent frame of the chunk
+    latents: torch.Tensor  # [B, C, n, h, w] normalized (DiT space)
+    frames: torch.Tensor | None = None  # [B, 3, f, H, W] in [-1, 1] when a decoder is attached
+
+    @property
+    def num_latent_frames(self) -> int:
+        return self.latents.shape[2]
+
+
+@dataclass
+class _Prompt:
+    context: torch.Tensor  # [B, L, 4096]
+    cross: list  # per expert: CrossAttnCache (cond)
+    uncond: list | None = None  # per expert: CrossAttnCache (negative prompt), CFG only
+
+
+@dataclass
+class RolloutState:
+    """Everything one video's rollout carries from chunk to chunk."""
+
+    batch: int
+    latent_channels: int
+    latent_h: int
+    latent_w: int
+    num_latent_frames: int | None  # None = endless
+    seed: int
+    prompt: _Prompt
+    switches: dict[int, object] = field(default_factory=dict)  # chunk index -> prompts (pending)
+    image: ImageCondition | None = None
+    cache: OffsetRollingKVCache | None = None
+    cache_offset: int = 0  # real latent frame - cache frame (after a prompt-switch re-encode with a gap)
+    history: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = field(
+        default_factory=dict
+    )  # frame -> (x0, y)
+    pending: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = field(
+        default_factory=dict
+    )  # chunk -> (x0, y)
+    generated: int = 0  # chunks generated
+    finalized: int = 0  # chunks whose clean K/V is written
+    decoder_stream: object | None = None
+    steps_done: int = 0
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """Seed of chunk ``chunk``'s noise: independent per chunk, so a chunk's noise never depends on
+    how many chunks came before it or on prompt switches."""
+    return (int(seed) * 1_000_003 + int(chunk) * 7919 + 12345) % (2**63 - 1)
+
+
+class StreamingPipeline:
+    """Chunk-by-chunk Wan video generation; see the module docstring for the call order.
+
+    dit: ``WanDiT`` (or ``DualExpertDiT`` for the bidirectional A14B presets).
+    text_encoder: ``prompts (list[str]) -> [B, L, 4096]`` tensor or list of ``[L_i, 4096]`` (optional:
+        ``initialize_cache`` also takes precomputed embeddings).
+    vae: encoder for image conditioning (``new_encode_cache`` / ``encode_chunk``), optional.
+    decoder: anything with ``stream_decoder()`` returning an object with ``decode_chunk(latents)``
+        (Wan VAE, TAEHV); optional -- without it ``ChunkResult.frames`` is None.
+    clip_vision: ``image [B, 3, H, W] in [-1, 1] -> clip_fea [B, 257, 1280]`` (Wan2.1 I2V).
+    cuda_graphs / compile: default on for CUDA, off on CPU.
+    rope: "auto" (absolute while the video fits the 1024-position RoPE table, else relative),
+        "absolute" or "relative".
+    progress: called after each denoising step with (steps done, total steps or None, chunk).
+    interrupt: called before each denoising step; return True (or raise) to stop.
+    """
+
+    def __init__(
+        self,
+        dit,
+        preset: RolloutPreset,
+        *,
+        text_encoder: Callable | None = None,
+        vae=None,
+        decoder=None,
+        clip_vision: Callable | None = None,
+        cuda_graphs: bool | None = None,
+        compile: bool | None = None,
+        compile_mode: str | None = None,
+        rope: str = "auto",
+        cache_dtype: torch.dtype | None = None,
+        progress: ProgressFn | None = None,
+        interrupt: Callable[[], bool | None] | None = None,
+    ):
+        self.dit = dit
+        self.preset = preset
+        self.text_encoder = text_encoder
+        self.vae = vae
+        self.decoder = decoder
+        self.clip_vision = clip_vision
+        self.progress = progress
+        self.interrupt = interrupt
+        if rope not in ("auto", "absolute", "relative"):
+            raise ValueError(f"rope must be auto / absolute / relative, got {rope!r}")
+        self.rope = rope
+        self.cache_dtype = cache_dtype
+        self.experts = tuple(dit.experts()) if hasattr(dit, "experts") else (dit,)
+        if preset.is_autoregressive and len(self.experts) != 1:
+            raise ValueError(
+                f"preset {preset.name!r} is autoregressive; it needs a single DiT, not two experts"
+            )
+        cfg = self.experts[0].config
+        if cfg.out_dim != preset.latent_channels:
+            raise ValueError(
+                f"preset {preset.name!r} works on {preset.latent_channels}-channel latents but the DiT outputs "
+                f"{cfg.out_dim} channels: wrong diffusion model file for this preset"
+            )
+        self.device = self.experts[0].device
+        graphs_default, compile_default = default_speed_flags(self.device)
+        self.cuda_graphs = graphs_default if cuda_graphs is None else bool(cuda_graphs)
+        self.compiled = compile_default if compile is None else bool(compile)
+        if self.compiled:
+            compile_blocks(dit, mode=compile_mode)
+        self.forward_runner = ChunkForward(enabled=self.cuda_graphs)
+        self.state: RolloutState | None = None
+
+    # ------------------------------------------------------------------------------------------------
+    # geometry
+    @property
+    def frames_per_chunk(self) -> int:
+        return self.preset.frames_per_chunk
+
+    @property
+    def num_latent_frames(self) -> int | None:
+        return None if self.state is None else self.state.num_latent_frames
+
+    @property
+    def num_chunks(self) -> int | None:
+        t = self.num_latent_frames
+        if self.state is None:
+            return None
+        if not self.preset.is_autoregressive:
+            return 1
+        return None if t is None else math.ceil(t / self.frames_per_chunk)
+
+    def chunk_bounds(self, i: int) -> tuple[int, int]:
+        """(first latent frame, number of latent frames) of chunk ``i``."""
+        t = self.num_latent_frames
+        if not self.preset.is_autoregressive:
+            return 0, t
+        n = self.frames_per_chunk
+        start = i * n
+        if t is not None:
+            if not 0 <= i < self.num_chunks:
+                raise IndexError(f"chunk {i} out of range: this video has {self.num_chunks} chunks")
+            n = min(n, t - start)
+        return start, n
+
+    @staticmethod
+    def latent_frames_for(num_frames: int, temporal_scale: int = 4) -> int:
+        """Latent frames covering ``num_frames`` pixel frames (``1 + 4 (T - 1) >= num_frames``)."""
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        return (num_frames - 1 + temporal_scale - 1) // temporal_scale + 1
+
+    # ------------------------------------------------------------------------------------------------
+    # setup
+    def _embed(self, prompts) -> torch.Tensor:
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if isinstance(prompts, torch.Tensor):
+            ctx = prompts if prompts.ndim == 3 else prompts[None]
+        elif isinstance(prompts, Sequence) and prompts and isinstance(prompts[0], torch.Tensor):
+            ctx = _pad_stack(list(prompts))
+        else:
+            if self.text_encoder is None:
+                raise ValueError(
+                    "text prompts given but the pipeline has no text_encoder; pass embeddings instead"
+                )
+            out = self.text_encoder(list(prompts))
+            ctx = out if isinstance(out, torch.Tensor) else _pad_stack(list(out))
+        return ctx.to(self.device)
+
+    def _make_prompt(self, prompts, negative=None, clip_fea=None, batch: int | None = None) -> _Prompt:
+        ctx = self._embed(prompts)
+        if batch is not None and ctx.shape[0] != batch:
+            if ctx.shape[0] == 1:
+                ctx = ctx.expand(batch, -1, -1)
+            else:
+                raise ValueError(f"got {ctx.shape[0]} prompts for a batch of {batch}")
+        cross = [m.prepare_context(ctx, clip_fea) for m in self.experts]
+        uncond = None
+        if negative is not None:
+            nctx = self._embed(negative)
+            if nctx.shape[0] != ctx.shape[0]:
+                nctx = nctx.expand(ctx.shape[0], -1, -1)
+            uncond = [m.prepare_context(nctx, clip_fea) for m in self.experts]
+        return _Prompt(ctx, cross, uncond)
+
+    def _needs_cfg(self) -> bool:
+        p = self.preset
+        return p.sampler == "euler_cfg" and (p.guidance_scale != 1.0 or (p.guidance_scale_high or 1.0) != 1.0)
+
+    @torch.no_grad()
+    def initialize_cache(
+        self,
+        prompts,
+        image: torch.Tensor | None = None,
+        *,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        num_chunks: int | None = None,
+        seed: int = 0,
+        negative_prompt=None,
+        prompt_switches: dict[int, object] | None = None,
+        image_mode: str | None = None,
+    ) -> RolloutState:
+        """Start a new video. ``prompts``: list of strings (one per batch element) or embeddings
+        ``[B, L, 4096]``; ``image``: ``[B, 3, H, W]`` in [-1, 1] (I2V / TI2V); ``num_frames`` (pixel)
+        or ``num_chunks`` (AR); neither = endless stream (AR only). ``prompt_switches``: {chunk: prompts}.
+        """
+        p = self.preset
+        height, width = height or p.height, width or p.width
+        st, sh, sw = p.vae_stride
+        ph, pw = p.patch_size[1:]
+        if height % (sh * ph) or width % (sw * pw):
+            raise ValueError(
+                f"{width}x{height} is not a multiple of {sw * pw}x{sh * ph} (VAE stride x patch) for preset "
+                f"{p.name!r}; try {width // (sw * pw) * sw * pw}x{height // (sh * ph) * sh * ph}"
+            )
+        lh, lw = height // sh, width // sw
+        if num_frames is not None and num_chunks is not None:
+            raise ValueError("give num_frames or num_chunks, not both")
+        if num_frames is not None:
+            t = self.latent_frames_for(num_frames, st)
+        elif num_chunks is not None:
+            if not p.is_autoregressive:
+                raise ValueError(f"preset {p.name!r} generates the whole video at once: give num_frames")
+            t = num_chunks * p.frames_per_chunk
+        elif p.is_autoregressive:
+            t = None
+        else:
+            t = self.latent_frames_for(p.default_frames, st)
+
+        # prompts (+ image features)
+        cond = None
+        clip_fea = None
+        mode = image_mode or p.image_stamp
+        if image is not None:
+            image = image.to(self.device)
+            if image.ndim == 3:
+                image = image[None]
+            if mode == "none":
+                mode = "mask_inject"
+            if mode == "concat_y":
+                if self.vae is None:
+                    raise ValueError("image-to-video needs the VAE encoder (vae=...)")
+                if self.experts[0].config.image_cross_attn:
+                    if self.clip_vision is None:
+                        raise ValueError("this I2V DiT needs CLIP vision features: pass clip_vision=...")
+                    clip_fea = self.clip_vision(image)
+                cond = ImageCondition(mode, clip_fea=clip_fea, y_stream=ConcatYStream(self.vae, image, st))
+            else:
+                if self.vae is None:
+                    raise ValueError("image conditioning needs the VAE encoder (vae=...)")
+                z = self.vae.encode_chunk(image[:, :, None], self.vae.new_encode_cache())  # [B, C, 1, h, w]
+                if z.shape[-2:] != (lh, lw):
+                    raise ValueError(
+                        f"image latent {tuple(z.shape[-2:])} does not match the video latent {(lh, lw)}"
+                    )
+                cond = ImageCondition(mode, image_latent=z.float())
+        elif mode == "concat_y" or self.experts[0].config.cond_dim:
+            raise ValueError(f"preset {p.name!r} is image-to-video: pass image=[B, 3, H, W]")
+
+        negative = None
+        if self._needs_cfg():
+            from .presets import DEFAULT_NEGATIVE_PROMPT
+
+            negative = DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
+        prompt = self._make_prompt(prompts, negative, clip_fea)
+        batch = prompt.context.shape[0]
+        if image is not None and image.shape[0] != batch:
+            raise ValueError(f"{image.shape[0]} images for {batch} prompts")
+
+        state = RolloutState(
+            batch=batch,
+            latent_channels=p.latent_channels,
+            latent_h=lh,
+            latent_w=lw,
+            num_latent_frames=t,
+            seed=int(seed),
+            prompt=prompt,
+            switches=dict(prompt_switches or {}),
+            image=cond,
+        )
+        if state.switches and not p.is_autoregressive:
+            raise ValueError("prompt switching needs an autoregressive preset")
+        if p.is_autoregressive:
+            state.cache = self._new_cache(batch, lh, lw, t)
+        if self.decoder is not None:
+            state.decoder_stream = self.decoder.stream_decoder()
+        self.forward_runner.reset()
+        self.state = state
+        return state
+
+    def _new_cache(self, batch: int, lh: int, lw: int, t: int | None) -> OffsetRollingKVCache:
+        p = self.preset
+        cfg = self.experts[0].config
+        frame_tokens = (lh // cfg.patch[1]) * (lw // cfg.patch[2])
+        window = p.window_frames
+        if window is None:
+            if t is None:
+                raise ValueError(
+                    f"preset {p.name!r} has unbounded attention: give num_frames (or set window_frames)"
+                )
+            window = t
+        rope = self.rope
+        if rope == "auto":
+            rope = "absolute" if t is not None and t <= cfg.rope_max_positions else "relative"
+        return OffsetRollingKVCache(
+            cfg.num_layers,
+            batch,
+            frame_tokens,
+            cfg.num_heads,
+            cfg.head_dim,
+            window,
+            p.sink_frames,
+            dtype=self.cache_dtype or self.experts[0].compute_dtype,
+            device=self.device,
+            rope=rope,
+            max_positions=cfg.rope_max_positions,
+        )
+
+    def switch_prompt(self, prompts, at_chunk: int) -> None:
+        """Use ``prompts`` from chunk ``at_chunk`` on (must not be generated yet). The K/V of the frames
+        still visible to attention are re-encoded with the new prompt (as LongLive does)."""
+        st = self._require_state()
+        if not self.preset.is_autoregressive:
+            raise ValueError("prompt switching needs an autoregressive preset")
+        if at_chunk < st.generated:
+            raise ValueError(f"chunk {at_chunk} is already generated (next is {st.generated})")
+        st.switches[int(at_chunk)] = prompts
+
+    # ------------------------------------------------------------------------------------------------
+    # noise
+    def chunk_noise(self, i: int) -> torch.Tensor:
+        """``[K, B, C, n, h, w]`` float32: the initial noise of chunk ``i`` and one fresh draw per
+        re-noise step (AR), or ``[1, B, C, T, h, w]`` (bidirectional). Drawn on the CPU from a seeded
+        generator (same numbers on every device), then moved."""
+        st = self._require_state()
+        start, n = self.chunk_bounds(i)
+        k = len(self.preset.schedule) if self.preset.is_autoregressive else 1
+        g = torch.Generator(device="cpu").manual_seed(chunk_seed(st.seed, i))
+        shape = (k, st.batch, st.latent_channels, n, st.latent_h, st.latent_w)
+        return torch.randn(shape, generator=g, dtype=torch.float32).to(self.device)
+
+    # ------------------------------------------------------------------------------------------------
+    # AR core
+    def _require_state(self) -> RolloutState:
+        if self.state is None:
+            raise RuntimeError("call initialize_cache(...) first")
+        return self.state
+
+    def _check_interrupt(self) -> None:
+        if self.interrupt is not None and self.interrupt():
+            raise RolloutInterrupted("generation interrupted")
+
+    def _step_done(self, chunk: int) -> None:
+        st = self.state
+        st.steps_done += 1
+        if self.progress is not None:
+            self.progress(st.steps_done, self.total_steps, chunk)
+
+    @property
+    def total_steps(self) -> int | None:
+        if self.state is None:
+            return None
+        if self.preset.is_autoregressive:
+            n = self.num_chunks
+            return None if n is None else n * len(self.preset.schedule)
+        return self.preset.euler.num_steps
+
+    def _y_for(self, start: int, n: int) -> torch.Tensor | None:
+        cond = self.state.image
+        if cond is None or cond.mode != "concat_y":
+            return None
+        return cond.y_stream.take(start, n)
+
+    def _run_chunk(self, x: torch.Tensor, t: torch.Tensor, start: int, y, cross) -> torch.Tensor:
+        """Plan the cache for real latent frames ``[start, start + n)`` and run the DiT chunk pass."""
+        st = self.state
+        model = self.experts[0]
+        st.cache.plan_chunk(start - st.cache_offset, x.shape[2])
+        return self.forward_runner(model, x, t, cross, st.cache, y)
+
+    def _timesteps(self, value: float, n: int, clean_first: bool) -> torch.Tensor:
+        t = torch.full((self.state.batch, n), float(value), device=self.device)
+        if clean_first:
+            t[:, 0] = 0.0
+        return t
+
+    @torch.no_grad()
+    def generate(self, i: int) -> ChunkResult:
+        """Generate chunk ``i`` (chunks go in order; re-generating the last chunk is not supported)."""
+        st = self._require_state()
+        if not self.preset.is_autoregressive:
+            if i != 0:
+                raise IndexError(f"preset {self.preset.name!r} generates the whole video as chunk 0")
+            return self._generate_bidirectional()
+        if i != st.generated:
+            raise ValueError(f"chunks are generated in order: next is {st.generated}, got {i}")
+        if st.finalized < i:
+            self.finalize(i - 1)
+        if i in st.switches:
+            self._apply_switch(i, st.switches.pop(i))
+        start, n = self.chunk_bounds(i)
+        sched = self.preset.schedule
+        timesteps, sigmas = sched.timesteps, sched.sigmas
+        noise = self.chunk_noise(i)
+        y = self._y_for(start, n)
+        cross = st.prompt.cross[0]
+        x = noise[0]
+        x0 = x
+        for k, (tk, sk) in enumerate(zip(timesteps, sigmas)):
+            self._check_interrupt()
+            x_in, clean_first = stamp_input(x, st.image, start, sk, noise[k])
+            v = self._run_chunk(x_in, self._timesteps(tk, n, clean_first), start, y, cross)
+            x0 = stamp_x0(flow_to_x0(x_in, v, sk), st.image, start)
+            if k + 1 < len(timesteps):
+                x = renoise(x0, noise[k + 1], sigmas[k + 1])
+            self._step_done(i)
+        st.pending[i] = (x0, y)
+        st.generated = i + 1
+        frames = self._decode(x0)
+        return ChunkResult(i, start, x0, frames)
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor | None:
+        stream = self.state.decoder_stream
+        return None if stream is None else stream.decode_chunk(latents)
+
+    @torch.no_grad()
+    def finalize(self, i: int) -> None:
+        """Write chunk ``i``'s clean K/V into the cache (DiT pass on x0 at ``context_noise``)."""
+        st = self._require_state()
+        if not self.preset.is_autoregressive:
+            return
+        if i not in st.pending:
+            if i < st.finalized:
+                return  # already done
+            raise ValueError(f"chunk {i} has not been generated")
+        x0, y = st.pending.pop(i)
+        start, n = self.chunk_bounds(i)
+        clean_first = st.image is not None and st.image.mode == "clean_t0" and start == 0
+        t = self._timesteps(self.preset.schedule.context_noise, n, clean_first)
+        self._run_chunk(x0, t, start, y, st.prompt.cross[0])
+        st.finalized = i + 1
+        self._remember(start, x0, y)
+
+    # ------------------------------------------------------------------------------------------------
+    # prompt switching
+    def _visible_after(self, end: int) -> tuple[int, int]:
+        """For a chunk ending at ``end``: (sink frames visible, first visible window frame)."""
+        s, w = self.preset.sink_frames, self.state.cache.window_frames
+        return min(s, end), max(s, end - w)
+
+    def _remember(self, start: int, x0: torch.Tensor, y: torch.Tensor | None) -> None:
+        """Keep the clean latents of frames that later chunks can still see (bounded by sink + window)."""
+        st = self.state
+        for j in range(x0.shape[2]):
+            st.history[start + j] = (x0[:, :, j : j + 1], None if y is None else y[:, :, j : j + 1])
+        end = start + x0.shape[2]
+        s, w = self.preset.sink_frames, st.cache.window_frames
+        keep_from = max(s, end - w)
+        for f in [f for f in st.history if s <= f < keep_from]:
+            del st.history[f]
+
+    def _chunk_pieces(self, frames: list[int]) -> list[list[int]]:
+        """Split frames into runs that are consecutive and inside one original chunk."""
+        n = self.frames_per_chunk
+        pieces: list[list[int]] = []
+        for f in frames:
+            if pieces and pieces[-1][-1] == f - 1 and (f // n) == (pieces[-1][-1] // n):
+                pieces[-1].append(f)
+            else:
+                pieces.append([f])
+        return pieces
+
+    def _apply_switch(self, i: int, prompts) -> None:
+        """New prompt from chunk ``i``: new cross-attention caches, then re-encode the K/V of every frame
+        chunk ``i`` will attend to (sink + window) with it, block-causally in the original chunking."""
+        st = self.state
+        clip_fea = st.image.clip_fea if st.image is not None else None
+        st.prompt = self._make_prompt(prompts, None, clip_fea, batch=st.batch)
+        self.forward_runner.reset()
+        start, n = self.chunk_bounds(i)
+        if start == 0:
+            return
+        _, first_window = self._visible_after(start + n)
+        frames = list(range(min(self.preset.sink_frames, start))) + list(range(first_window, start))
+        gap = first_window - self.preset.sink_frames if start > self.preset.sink_frames else 0
+        cache = st.cache
+        cache.reset()
+        cache.position_offset = gap if cache.rope == "absolute" else 0
+        st.cache_offset = 0
+        cross = st.prompt.cross[0]
+        context_noise = self.preset.schedule.context_noise
+        for piece in self._chunk_pieces(frames):
+            x = torch.cat([st.history[f][0] for f in piece], dim=2)
+            ys = [st.history[f][1] for f in piece]
+            y = None if ys[0] is None else torch.cat(ys, dim=2)
+            clean_first = st.image is not None and st.image.mode == "clean_t0" and piece[0] == 0
+            t = self._timesteps(context_noise, len(piece), clean_first)
+            virtual = piece[0] if piece[0] < self.preset.sink_frames else piece[0] - gap
+            cache.plan_chunk(virtual, len(piece))
+            self.forward_runner(self.experts[0], x, t, cross, cache, y)
+        st.cache_offset = gap
+
+    # ------------------------------------------------------------------------------------------------
+    # bidirectional (base Wan, CFG, dual expert)
+    def _generate_bidirectional(self) -> ChunkResult:
+        st = self.state
+        p = self.preset
+        sched = p.euler
+        t_frames = st.num_latent_frames
+        noise = self.chunk_noise(0)[0]
+        y = self._y_for(0, t_frames)
+        x = noise
+        sigmas = sched.sigmas
+        for k, tk in enumerate(sched.timesteps):
+            self._check_interrupt()
+            e = 0
+            scale = p.guidance_scale
+            if len(self.experts) == 2:
+                high = tk >= p.boundary * 1000.0
+                e = 0 if high else 1  # experts() = (high, low)
+                if high and p.guidance_scale_high is not None:
+                    scale = p.guidance_scale_high
+            model = self.experts[e]
+            x_in, clean_first = stamp_input(x, st.image, 0, sigmas[k], noise)
+            t = (
+                self._timesteps(tk, t_frames, clean_first)
+                if clean_first
+                else torch.full((st.batch,), tk, device=self.device)
+            )
+            v = model(x_in, t, st.prompt.cross[e], y=y)
+            if st.prompt.uncond is not None and scale != 1.0:
+                v_u = model(x_in, t, st.prompt.uncond[e], y=y)
+                v = v_u + scale * (v - v_u)
+            x = sched.step(x_in, v, k)
+            self._step_done(0)
+        x0 = stamp_x0(x, st.image, 0)
+        st.generated = 1
+        st.finalized = 1
+        return ChunkResult(0, 0, x0, self._decode(x0))
+
+    # ------------------------------------------------------------------------------------------------
+    # iteration
+    def stream(self) -> Iterator[ChunkResult]:
+        """Chunks in order: generate(i) -> yield -> finalize(i). Endless when the video has no length."""
+        st = self._require_state()
+        i = st.generated
+        while self.num_chunks is None or i < self.num_chunks:
+            r = self.generate(i)
+            yield r
+            self.finalize(i)
+            i += 1
+
+    __iter__ = stream
+
+    def cache_nbytes(self) -> int:
+        """Bytes held by the rollout state that can grow with the video: KV cache + visible-frame history."""
+        st = self._require_state()
+        n = st.cache.nbytes() if st.cache is not None else 0
+        for x0, y in st.history.values():
+            n += x0.numel() * x0.element_size() + (0 if y is None else y.numel() * y.element_size())
+        return n
+
+
+def _pad_stack(embs: list[torch.Tensor]) -> torch.Tensor:
+    """List of ``[L_i, D]`` (or ``[1, L_i, D]``) -> zero-padded ``[B, max L, D]``."""
+    embs = [e[0] if e.ndim == 3 else e for e in embs]
+    L = max(e.shape[0] for e in embs)
+    out = embs[0].new_zeros(len(embs), L, embs[0].shape[-1])
+    for i, e in enumerate(embs):
+        out[i, : e.shape[0]] = e
+    return out
