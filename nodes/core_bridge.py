@@ -259,7 +259,6 @@ def sample(
 ) -> torch.Tensor:
     """Run the rollout chunk by chunk; returns the raw latent ``[1, C, T, h, w]`` (CPU, float32)."""
     from wan_core.rollout.pipeline import StreamingPipeline
-
     from wan_core.rollout.presets import get_preset
     from wan_core.vae.latent_norm import to_raw
 

@@ -1,0 +1,69 @@
+"""Every bundled API workflow runs on the real server with tiny models under the real file names:
+the mp4 that ComfyUI's own SaveVideo writes has the right frame count and size, and the websocket
+carries ComfyUI's per-step progress and the pack's per-step / per-chunk preview events."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import av
+import pytest
+from PIL import Image
+from workflow_files import NAMES, tiny_api_prompt
+
+SAMPLER, SAVE = "6", "9"
+# name -> (pixel frames written, (width, height), chunks, denoising steps per chunk)
+EXPECTED = {
+    "t2v_self_forcing_1.3b": (21, (64, 64), 2, 4),  # 6 latent frames = 2 chunks of 3, 4 steps (Self-Forcing)
+    "i2v_wan2.1_14b_480p": (9, (64, 64), 1, 40),  # base Wan2.1 I2V: whole video, 40 Euler steps
+    "ti2v_wan2.2_5b": (9, (64, 64), 1, 50),  # Wan2.2 TI2V 5B: whole video, 50 Euler steps
+    "long_video_prompt_switch": (33, (64, 64), 3, 4),  # 9 latent frames, switches at chunks 1 and 2
+}
+
+
+def _decode_mp4(data: bytes) -> tuple[int, tuple[int, int], float]:
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        frames = [f for f in container.decode(stream)]
+        rate = float(stream.average_rate) if stream.average_rate else 0.0
+        return len(frames), (frames[0].width, frames[0].height), rate
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_workflow_runs(comfy, comfy_server, name):
+    frames, size, chunks, steps = EXPECTED[name]
+    with comfy.listen() as ws:
+        prompt_id = comfy.queue(tiny_api_prompt(name))
+        entry = comfy.wait(prompt_id, timeout=240)
+        ws.wait_for(
+            lambda m: m.type == "execution_success" and m.data.get("prompt_id") == prompt_id, timeout=30
+        )
+    status = entry["status"]
+    assert status["status_str"] == "success", status
+
+    # the mp4 written by SaveVideo
+    videos = entry["outputs"][SAVE]["images"]
+    assert len(videos) == 1 and videos[0]["filename"].endswith(".mp4")
+    path = comfy_server.output / videos[0]["subfolder"] / videos[0]["filename"]
+    assert path.is_file()
+    n, wh, fps = _decode_mp4(comfy.view(videos[0]["filename"], videos[0]["subfolder"]))
+    assert (n, wh) == (frames, size)
+    assert fps == pytest.approx(24.0 if name.startswith("ti2v") else 16.0)
+
+    # ComfyUI progress of the sampler node: one tick per denoising step
+    ticks = [m.data for m in ws.of("progress", prompt_id) if m.data.get("node") == SAMPLER]
+    assert [t["value"] for t in ticks] == list(range(1, chunks * steps + 1))
+    assert all(t["max"] == chunks * steps for t in ticks)
+    # the pack's chunk/step events and the streamed preview frames (TAEHV) of every chunk
+    events = [m.data for m in ws.of("wanstream.progress", prompt_id)]
+    assert [(e["chunk"], e["step"]) for e in events] == [
+        (c, s) for c in range(chunks) for s in range(1, steps + 1)
+    ]
+    previews = [m.data for m in ws.of("wanstream.preview", prompt_id)]
+    assert [p["chunk"] for p in previews] == list(range(chunks))
+    assert all(p["node"] == SAMPLER and p["num_chunks"] == chunks for p in previews)
+    assert sum(len(p["frames"]) for p in previews) == frames  # TAEHV makes as many frames as the VAE
+    first = Image.open(io.BytesIO(base64.b64decode(previews[0]["frames"][0])))
+    assert first.format == "JPEG" and first.size == size
+    assert [m.data["node"] for m in ws.of("executed", prompt_id)][-1] == SAVE
