@@ -21,15 +21,16 @@ class WanStreamPlayer {
     });
     this.canvas = document.createElement("canvas");
     Object.assign(this.canvas.style, {
-      flex: "1 1 auto", width: "100%", minHeight: "0", objectFit: "contain", background: "#111",
+      flex: "1 1 0", width: "100%", height: "0", minHeight: "0", objectFit: "contain", background: "#111",
       borderRadius: "4px",
     });
     this.status = document.createElement("div");
     Object.assign(this.status.style, {
       font: "11px sans-serif", color: "#ccc", whiteSpace: "nowrap", overflow: "hidden", textOverflow: "ellipsis",
+      flex: "0 0 auto", lineHeight: "14px",
     });
     this.bar = document.createElement("div");
-    Object.assign(this.bar.style, { height: "3px", width: "0%", background: "#4a9eff", transition: "width 0.1s" });
+    Object.assign(this.bar.style, { flex: "0 0 auto", height: "3px", width: "0%", background: "#4a9eff", transition: "width 0.1s" });
     this.element.append(this.canvas, this.bar, this.status);
     this.reset();
     this.timer = null;

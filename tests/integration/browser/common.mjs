@@ -34,7 +34,12 @@ export async function openComfy(url, userDataDir) {
   await page.waitForFunction(() => window.app && window.app.graph && window.LiteGraph, null, { timeout: 120000 });
   // wait until the node definitions (incl. this pack's) are registered and the extension ran
   await page.waitForFunction(() => !!window.LiteGraph.registered_node_types["WanStreamARSampler"], null, { timeout: 60000 });
-  await page.keyboard.press("Escape"); // the template dialog opens on a fresh profile
-  await page.waitForTimeout(300);
+  // a fresh user shows the template browser once: close it if it is (or comes) up
+  for (let i = 0; i < 10; i++) {
+    const open = await page.evaluate(() => !!document.querySelector(".p-dialog-mask, .p-dialog"));
+    if (open) await page.keyboard.press("Escape");
+    else if (i >= 3) break;
+    await page.waitForTimeout(300);
+  }
   return { context, page, logs };
 }

@@ -75,13 +75,13 @@ try {
           player: { ...p.element.dataset },
           status: p.status.textContent,
           canvas: [p.canvas.width, p.canvas.height],
-          // mean brightness of what the player shows now (a blank canvas reads 0)
+          // share of the player canvas covered by a drawn frame (opaque JPEG pixels; a blank canvas is 0)
           drawn: (() => {
             const ctx = p.canvas.getContext("2d");
             const d = ctx.getImageData(0, 0, p.canvas.width, p.canvas.height).data;
-            let s = 0;
-            for (let i = 0; i < d.length; i += 4) s += d[i] + d[i + 1] + d[i + 2];
-            return s / (d.length / 4) / 3;
+            let opaque = 0;
+            for (let i = 3; i < d.length; i += 4) opaque += d[i] === 255 ? 1 : 0;
+            return opaque / (d.length / 4);
           })(),
         };
       },
