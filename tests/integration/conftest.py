@@ -133,7 +133,16 @@ def comfy_server(comfy_base: Path):
     url = f"http://127.0.0.1:{port}"
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / "comfyui_server.log"
-    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TQDM_DISABLE="1")
+    # one compute thread: the tiny models gain nothing from more, and on a 2-core CI runner shared with
+    # the test process (and the browser) more threads only contend
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        HF_HUB_OFFLINE="1",
+        TQDM_DISABLE="1",
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+    )
     cmd = [
         sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
         "--base-directory", str(comfy_base), "--database-url", "sqlite:///:memory:",

@@ -1,7 +1,10 @@
 """/object_info lists the seven nodes with the right input and output types, a tooltip on every
 input and a description on every node (the V3 ``comfy_api.latest`` route)."""
 
+import json
+
 import pytest
+from workflow_files import NAMES, ui_graph
 
 COMBO = "COMBO"
 
@@ -110,3 +113,14 @@ def test_option_lists(object_info):
 def test_nodes_come_from_this_pack(object_info):
     for node_id in EXPECTED:
         assert object_info[node_id]["python_module"] == "custom_nodes.ComfyUI-Wan-Stream"
+
+
+def test_template_browser_lists_the_ui_workflows(comfy_server):
+    client = comfy_server.client()
+    templates = client.get("/workflow_templates")
+    assert sorted(templates["ComfyUI-Wan-Stream"]) == sorted(
+        NAMES
+    )  # API twins (workflows/api/) are not listed
+    served = client.get("/api/workflow_templates/ComfyUI-Wan-Stream/t2v_self_forcing_1.3b.json")
+    served = json.loads(served) if isinstance(served, bytes) else served
+    assert served == ui_graph("t2v_self_forcing_1.3b")

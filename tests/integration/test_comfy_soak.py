@@ -1,29 +1,28 @@
 """Soak: 20 T2V jobs queued back to back on the tiny models all succeed, and the server's resident
-memory does not grow job over job after a warm-up (each job decodes ~16 MB of frames, so keeping any
-per-job tensors alive would show)."""
+memory does not grow job over job after a warm-up. Each job decodes 21 frames of 128x128 (4 MB as
+float32) plus its latents, KV cache and preview JPEGs, so keeping any per-job object alive would show
+as >= 4 MB per job; the RSS series is kept in ``artifacts/soak_rss.json``."""
 
 from __future__ import annotations
 
+import json
+import time
+
+from conftest import ARTIFACTS
 from workflow_files import tiny_api_prompt
 
 JOBS = 20
 WARMUP = 5
-# after warm-up: allocator noise only. A leak of one job's frames alone would add ~16 MB per job.
-MAX_GROWTH_BYTES = 48 * 2**20
-MAX_SLOPE_BYTES_PER_JOB = 2 * 2**20
-
-
-def _slope(ys: list[float]) -> float:
-    n = len(ys)
-    xs = range(n)
-    mx, my = (n - 1) / 2, sum(ys) / n
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+# Jobs run back to back, so a sample taken when one job ends sees the next one mid-run (+0..60 MB of
+# working memory). The floor (minimum) of a window of samples is what a leak raises: one job's frames
+# alone would lift it by 4 MB per job, 40 MB over the 10 jobs between the two windows.
+MAX_FLOOR_GROWTH_BYTES = 16 * 2**20
 
 
 def test_twenty_jobs_back_to_back_memory_flat(comfy, comfy_server):
     ids = [
         comfy.queue(
-            tiny_api_prompt("t2v_self_forcing_1.3b", **{"6": {"seed": 1000 + i, "width": 256, "height": 256}})
+            tiny_api_prompt("t2v_self_forcing_1.3b", **{"6": {"seed": 1000 + i, "width": 128, "height": 128}})
         )
         for i in range(JOBS)
     ]
@@ -32,10 +31,16 @@ def test_twenty_jobs_back_to_back_memory_flat(comfy, comfy_server):
         entry = comfy.wait(prompt_id, timeout=240)
         assert entry["status"]["status_str"] == "success", entry["status"]
         rss.append(comfy_server.rss_bytes())
-    after = rss[WARMUP:]
-    mib = [round(r / 2**20, 1) for r in rss]
-    assert max(after) - after[0] < MAX_GROWTH_BYTES, f"RSS grew after warm-up: {mib} MiB"
-    assert _slope(after) < MAX_SLOPE_BYTES_PER_JOB, (
-        f"RSS trend {_slope(after) / 2**20:.2f} MiB/job: {mib} MiB"
+    time.sleep(1.0)
+    idle = comfy_server.rss_bytes()  # nothing queued any more
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "soak_rss.json").write_text(
+        json.dumps({"rss_bytes_after_each_job": rss, "rss_bytes_idle": idle})
+    )
+    mib = [round(r / 2**20, 1) for r in rss] + [round(idle / 2**20, 1)]
+    early = min(rss[WARMUP : WARMUP + 5])
+    late = min(rss[-5:] + [idle])
+    assert late - early < MAX_FLOOR_GROWTH_BYTES, (
+        f"RSS floor grew {(late - early) / 2**20:.1f} MiB: {mib} MiB"
     )
     assert comfy_server.is_up()

@@ -152,11 +152,14 @@ def _write_all(models: Path, input_dir: Path) -> None:
         {"generator_ema": {"model." + k: v.float() for k, v in t2v.items()}}, dm / "self_forcing_dmd.pt"
     )
     i2v = _state(_dit("i2v", 2))
-    block_linear = lambda k: (
-        k.startswith("blocks.")
-        and (".self_attn." in k or ".cross_attn." in k or ".ffn." in k)
-        and "norm" not in k
-    )  # noqa: E731
+
+    def block_linear(k: str) -> bool:
+        return (
+            k.startswith("blocks.")
+            and any(f".{m}." in k for m in ("self_attn", "cross_attn", "ffn"))
+            and "norm" not in k
+        )
+
     i2v_fp8 = _fp8_scaled(i2v, block_linear)
     save_file(
         {(k if k == "scaled_fp8" else "model.diffusion_model." + k): v for k, v in i2v_fp8.items()},
