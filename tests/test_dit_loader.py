@@ -201,9 +201,26 @@ def test_small_files_every_format_load_and_match(tmp_path, kind):
     save_file({official_to_diffusers(k): v for k, v in sd.items()}, tmp_path / "diffusers.safetensors")
     check(tmp_path / "diffusers.safetensors", tol=1e-6)
 
+    # ComfyUI all-in-one checkpoint: DiT + VAE + text encoder in one file (only the DiT is read)
+    aio = {"model.diffusion_model." + k: v.half() for k, v in sd.items()}
+    aio.update({"first_stage_model.decoder.middle.0.residual.0.gamma": torch.ones(4, 1, 1, 1)})
+    aio.update({"text_encoders.umt5xxl.transformer.shared.weight": torch.ones(8, 4)})
+    save_file(aio, tmp_path / "aio.safetensors")
+    check(tmp_path / "aio.safetensors", ref_model=rounded)
+
     # Krea realtime 14B / wrapper exports: safetensors with "model." prefix
     save_file({"model." + k: v for k, v in sd.items()}, tmp_path / "krea.safetensors")
     check(tmp_path / "krea.safetensors", tol=1e-6)
+
+    # plain fp8_e4m3fn: every >=2-D tensor fp8, no scales (Linears stay fp8 with scale 1, others upcast)
+    plain = {k: (v.to(FP8) if v.dim() >= 2 else v.half()) for k, v in sd.items()}
+    save_file(plain, tmp_path / "fp8_plain.safetensors")
+    exact = WanDiT(src.config).eval()
+    exact.load_state_dict({k: v.float() for k, v in plain.items()})
+    m = check(tmp_path / "fp8_plain.safetensors", ref_model=exact)
+    assert m.blocks[1].ffn[2].weight.dtype == FP8 and m.patch_embedding.weight.dtype == torch.float32
+    assert m.head.modulation.dtype == torch.float32
+    assert load_dit(tmp_path / "fp8_plain.safetensors", head_dim=HD).compute_dtype == torch.float16
 
     for legacy in (True, False):
         q, deq = quantize(sd, legacy)
@@ -261,6 +278,18 @@ def test_a14b_two_experts(tmp_path):
         list(reversed(files)), dtype=torch.float32, head_dim=HD
     )  # told apart by 'high'/'low' in names
     assert same(run(dual2.high_noise_model), run(hi))
+    # diffusers pipeline folder: transformer (high noise) + transformer_2 (low noise), boundary in model_index
+    pipe = tmp_path / "Wan2.2-T2V-A14B-Diffusers"
+    for sub, m in (("transformer", hi), ("transformer_2", lo)):
+        (pipe / sub).mkdir(parents=True)
+        save_file(
+            {official_to_diffusers(k): v for k, v in sd_of(m).items()}, pipe / sub / "model.safetensors"
+        )
+    (pipe / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline", "boundary_ratio": 0.85}))
+    d4 = load_dit(pipe, dtype=torch.float32, head_dim=HD)
+    assert (
+        d4.boundary == 0.85 and same(run(d4.select(860.0)), run(hi)) and same(run(d4.select(840.0)), run(lo))
+    )
     hi_i2v, lo_i2v = small_model(6, in_dim=36, model_type="i2v"), small_model(7, in_dim=36, model_type="i2v")
     save_file(sd_of(hi_i2v), tmp_path / "wan2.2_i2v_high_noise.safetensors")
     save_file(sd_of(lo_i2v), tmp_path / "wan2.2_i2v_low_noise.safetensors")

@@ -121,3 +121,33 @@ def test_plan_errors_are_clear():
         m.forward_chunk(torch.randn(1, 16, 3, 2, 4), torch.zeros(1), cross, cache, 3)
     with pytest.raises(ValueError, match="exceeds the 1024-position"):
         m.new_kv_cache(1, 4, window_frames=1020, sink_frames=8, rope="relative")
+
+
+def test_forward_planned_traces_as_one_graph_and_stops_recompiling_once_full():
+    """Capture-friendliness: torch.compile(fullgraph=True) fails on any host sync (.item(), data-dependent
+    Python control flow); once the cache is full every chunk reuses the same graph."""
+    torch._dynamo.reset()
+    m = tiny(seed=4)
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    rope = "relative"  # a superset of the absolute path (it also re-ropes the cached keys)
+    cache = m.new_kv_cache(1, 4, window_frames=2, sink_frames=1, rope=rope)
+    eager_cache = m.new_kv_cache(1, 4, window_frames=2, sink_frames=1, rope=rope)
+    cross = m.prepare_context(torch.randn(1, 5, 4096))
+    compiled = torch.compile(m.forward_planned, backend=counting_backend, fullgraph=True)
+    x = torch.randn(1, 16, 10, 4, 4)
+    with torch.no_grad():
+        for s in range(0, 10, 2):
+            t = torch.full((1, 2), 100.0 + s)
+            for _ in range(2):  # denoising step + re-run of the same chunk
+                want = m.forward_chunk(x[:, :, s : s + 2], t, cross, eager_cache, s)
+                cache.plan_chunk(s, 2)
+                assert torch.equal(compiled(x[:, :, s : s + 2], t, cross, cache), want)
+            full = cache.kv_tokens == cache.capacity_tokens
+            # one graph per distinct visible length (2 frames, then the full 3), none after that
+            assert len(graphs) == (2 if full else 1), f"chunk {s // 2}: {len(graphs)} graphs"
+    torch._dynamo.reset()

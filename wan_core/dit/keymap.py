@@ -90,8 +90,29 @@ def official_to_diffusers(key: str) -> str | None:
     return _convert(key, reverse=False)
 
 
+# other models bundled in a ComfyUI all-in-one checkpoint next to ``model.diffusion_model.``
+BUNDLED_PREFIXES = (
+    "first_stage_model.",
+    "vae.",
+    "text_encoders.",
+    "cond_stage_model.",
+    "clip_vision.",
+    "conditioner.",
+)
+
+
 def strip_prefix(keys: list[str]) -> tuple[str, str]:
-    """The wrapper prefix most keys carry -> (prefix, format name); ("", "official") when bare."""
+    """The wrapper prefix of the DiT keys -> (prefix, format name); ("", "official") when bare.
+
+    Taken from the key holding the patch embedding (present in every format), else the prefix most
+    keys carry."""
+    for k in keys:
+        if k.endswith("patch_embedding.weight"):
+            prefix = k[: -len("patch_embedding.weight")]
+            if prefix in PREFIXES:
+                return prefix, PREFIXES[prefix]
+            if prefix == "":
+                return "", "official"
     n = max(len(keys), 1)
     for prefix in sorted(PREFIXES, key=len, reverse=True):
         hits = sum(k.startswith(prefix) for k in keys)

@@ -14,6 +14,8 @@ Window semantics (same as Self-Forcing's ``local_attn_size`` / ``sink_size`` wit
   chunk** and does **not** count the sink.
 
 So before the video reaches S+W frames a chunk sees every earlier frame (a full block-causal pass).
+(Checked numerically against Self-Forcing's ``CausalWanModel`` KV-cache inference @33593df, fp32, with
+re-runs and rolling: max relative error 3e-7 for local_attn_size/sink_size = -1/0, 6/1, 5/2, 4/0.)
 Layout: sink frame f lives in slot f; frame f >= S in slot ``S + (f - S) % W`` (a ring). Writing a
 chunk overwrites exactly the frames that just left the window, and re-running the same ``frame_start``
 (the next denoising step, the clean context pass) overwrites the same slots. Slots are filled in frame

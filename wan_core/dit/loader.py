@@ -27,13 +27,14 @@ from ..attention import resolve_backend
 from ..checkpoint import Checkpoint, CheckpointError, expect_kind, load_into, open_checkpoint
 from ..quant import is_fp8, split_quant_keys, swap_fp8_linears
 from .config import WanDiTConfig, config_from_shapes, preset_name_for, unsupported_family
-from .keymap import diffusers_to_official, is_diffusers, strip_prefix
+from .keymap import BUNDLED_PREFIXES, diffusers_to_official, is_diffusers, strip_prefix
 from .model import DualExpertDiT, WanDiT
 
 __all__ = ["DiTLoadPlan", "plan_dit_load", "build_meta_dit", "load_dit", "A14B_SUBFOLDERS"]
 
 WHAT = "Load Wan DiT"
-A14B_SUBFOLDERS = ("high_noise_model", "low_noise_model")
+A14B_SUBFOLDERS = ("high_noise_model", "low_noise_model")  # official Wan2.2 A14B folder
+DIFFUSERS_SUBFOLDERS = ("transformer", "transformer_2")  # diffusers WanPipeline: high, low noise
 _FP8_FORMATS = ("float8_e4m3fn", "float8_e5m2")
 
 
@@ -76,8 +77,10 @@ def plan_dit_load(
     dtypes = dtypes or {}
     prefix, fmt = strip_prefix(keys)
     names: dict[str, str] = {}  # official-style name -> checkpoint key
+    bundled = [k for k in keys if prefix and k.startswith(BUNDLED_PREFIXES)]
     for k in keys:
-        names[k[len(prefix) :] if prefix and k.startswith(prefix) else k] = k
+        if k not in bundled:
+            names[k[len(prefix) :] if prefix and k.startswith(prefix) else k] = k
     diffusers = is_diffusers(list(names))
     unexpected: list[str] = []
     if diffusers:
@@ -93,19 +96,23 @@ def plan_dit_load(
     quant = _quant_format(list(names), {n: dtypes.get(k, torch.float32) for n, k in names.items()})
     if quant:
         fmt_name += " + " + quant
+    if bundled:
+        fmt_name += " (all-in-one: bundled VAE / text encoders ignored)"
 
     scales, drop = split_quant_keys(list(names))
-    ignored = [names[d] for d in drop]
+    ignored = [names[d] for d in drop] + bundled
     scale_keys = {names[s] for s in scales.values()}
     mapping: dict[str, str] = {}
     for n, k in names.items():
         if k in ignored or k in scale_keys:
             continue
         mapping[n] = k
+    # fp8 Linear weights stay fp8 (every 2-D ``.weight`` of the DiT is a Linear's); other fp8 tensors
+    # (Conv3d patch embedding, norms, modulation) are upcast to the target dtype.
     fp8_layers = sorted(
         n[: -len(".weight")]
         for n, k in mapping.items()
-        if n.endswith(".weight") and is_fp8(dtypes.get(k, torch.float32))
+        if n.endswith(".weight") and is_fp8(dtypes.get(k, torch.float32)) and len(shapes[k]) == 2
     )
     unit_scales = []
     for layer in fp8_layers:
@@ -186,12 +193,13 @@ def _check_quant_metadata(ck: Checkpoint, plan: DiTLoadPlan) -> None:
 
 
 def _default_dtype(ck: Checkpoint, plan: DiTLoadPlan) -> torch.dtype:
-    counts = Counter(
-        ck.dtype(k)
-        for k in plan.mapping.values()
-        if ck.dtype(k).is_floating_point and not is_fp8(ck.dtype(k)) and len(ck.shape(k)) >= 2
-    )
-    return counts.most_common(1)[0][0] if counts else torch.bfloat16
+    """The file's main float dtype (matrices first, then any non-fp8 tensor), else bf16."""
+    floats = [k for k in plan.mapping.values() if ck.dtype(k).is_floating_point and not is_fp8(ck.dtype(k))]
+    for keys in ([k for k in floats if len(ck.shape(k)) >= 2], floats):
+        counts = Counter(ck.dtype(k) for k in keys)
+        if counts:
+            return counts.most_common(1)[0][0]
+    return torch.bfloat16
 
 
 def _scale_reader(ck: Checkpoint, key: str) -> Callable[[], torch.Tensor]:
@@ -241,8 +249,10 @@ def _load_single(path: Path, dtype: torch.dtype | None, device, backend: str, he
     for layer in plan.unit_scales:
         readers[f"{layer}.weight_scale"] = lambda: torch.ones((), dtype=torch.float32)
 
-    def keep(name: str, t: torch.Tensor) -> bool:
-        return is_fp8(t.dtype) or name.endswith(".weight_scale")
+    fp8_weights = {f"{layer}.weight" for layer in plan.fp8_layers}
+
+    def keep(name: str, t: torch.Tensor) -> bool:  # fp8 Linear weights and their fp32 scales
+        return name in fp8_weights or name.endswith(".weight_scale")
 
     try:
         load_into(model, readers, desc, dtype=target, device=device, keep_dtype=keep)
@@ -269,18 +279,25 @@ def load_dit(
     head_dim: int | None = None,
 ) -> WanDiT | DualExpertDiT:
     """Load a Wan DiT from a file or folder; Wan2.2 A14B from two files (high-noise, low-noise; told
-    apart by 'high'/'low' in their names, else in that order) or a folder holding ``high_noise_model/``
-    and ``low_noise_model/``. ``dtype=None`` keeps the file's main float dtype (fp8 weights stay fp8
+    apart by 'high'/'low' in their names, else in that order), a folder holding ``high_noise_model/``
+    and ``low_noise_model/``, or a diffusers pipeline folder (``transformer/`` = high noise,
+    ``transformer_2/`` = low noise, ``boundary_ratio`` from ``model_index.json``). ``dtype=None`` keeps the file's main float dtype (fp8 weights stay fp8
     either way). ``attention``: "auto" | "sdpa" | "sage" | "flash", resolved once here.
     ``head_dim``: only for non-released sizes (every Wan release uses 128; a ``config.json`` next to
     the weights is read when present)."""
     backend = resolve_backend(attention, device)
+    boundary = None
     if isinstance(path_or_paths, (str, os.PathLike)):
         path = Path(path_or_paths)
-        subs = [path / s for s in A14B_SUBFOLDERS]
-        if path.is_dir() and all(s.exists() for s in subs):
-            paths = subs
-        else:
+        paths = None
+        for names in (A14B_SUBFOLDERS, DIFFUSERS_SUBFOLDERS):
+            if path.is_dir() and all((path / s).exists() for s in names):
+                paths = [path / s for s in names]
+                boundary = _boundary_from_model_index(path)
+                break
+        if paths is None:
+            if path.is_dir() and (path / "transformer").is_dir() and not any(path.glob("*.safetensors")):
+                path = path / "transformer"  # diffusers pipeline folder, one transformer
             return _load_single(path, dtype, device, backend, head_dim)
     else:
         paths = [Path(p) for p in path_or_paths]
@@ -296,5 +313,19 @@ def load_dit(
             f"{WHAT}: {high_path} and {low_path} are different models ({high.config.model_type} vs "
             f"{low.config.model_type}); expected the two experts of one Wan2.2 A14B model"
         )
-    boundary = 0.9 if high.config.model_type == "i2v" else 0.875
+    if boundary is None:
+        boundary = 0.9 if high.config.model_type == "i2v" else 0.875
     return DualExpertDiT(high, low, boundary)
+
+
+def _boundary_from_model_index(folder: Path) -> float | None:
+    """diffusers ``model_index.json`` may carry ``boundary_ratio`` (Wan2.2 A14B pipelines)."""
+    f = folder / "model_index.json"
+    if f.is_file():
+        try:
+            value = json.loads(f.read_text()).get("boundary_ratio")
+        except ValueError:
+            return None
+        if isinstance(value, (int, float)):
+            return float(value)
+    return None

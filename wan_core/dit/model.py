@@ -250,10 +250,12 @@ class WanDiT(nn.Module):
     def prepare_context(
         self,
         context: torch.Tensor,  # [B, L <= text_len, text_dim] umT5 features (zero-padded to text_len here)
-        clip_fea: torch.Tensor
-        | None = None,  # [B, 257, clip_dim]; FLF2V [B, 514, clip_dim] or [2B, 257, ...]
+        clip_fea: torch.Tensor | None = None,  # [B, 257, clip_dim]
     ) -> CrossAttnCache:
-        """Cross-attention K/V of every layer, computed once per prompt (and image)."""
+        """Cross-attention K/V of every layer, computed once per prompt (and image).
+
+        ``clip_fea``: CLIP ViT-H penultimate tokens (Wan2.1 I2V); FLF2V takes both images as
+        ``[B, 514, clip_dim]`` or ``[2B, 257, clip_dim]``."""
         cfg, cd = self.config, self.compute_dtype
         if context.dim() == 2:
             context = context[None]
