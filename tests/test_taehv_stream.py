@@ -28,6 +28,12 @@ def test_streaming_decode_equals_whole(tae, chunk):
     sizes = [z[:, :, i : i + chunk].shape[2] for i in range(0, 9, chunk)]
     assert [p.shape[2] for p in parts] == [4 * sizes[0] - 3] + [4 * n for n in sizes[1:]]
     assert max_rel_err(torch.cat(parts, 2), whole) <= 1e-5
+    assert max_rel_err(tae.decode(z, clamp=False, latents_per_step=chunk), whole) <= 1e-5
+    dec = tae.stream_decoder(clamp=False)
+    for _ in range(2):
+        got = torch.cat([dec(z[:, :, i : i + chunk]) for i in range(0, 9, chunk)], 2)
+        assert max_rel_err(got, whole) <= 1e-5
+        dec.reset()
     # O(1) state: one frame per MemBlock, nothing else, whatever the video length
     mem = [m for m in state.memory if m is not None]
     assert len(mem) == 9 and all(m.ndim == 4 and m.shape[0] == 1 for m in mem)
@@ -67,3 +73,12 @@ def test_bad_input(tae):
         tae.decode(torch.randn(tae.latent_channels, 2, 2, 2))
     with pytest.raises(ValueError, match="no frames"):
         tae.encode_flush(tae.new_encode_state())
+    with pytest.raises(ValueError, match="no frames"):
+        tae.decode(torch.randn(1, tae.latent_channels, 0, 2, 2))
+
+
+def test_batch_items_are_independent(tae):
+    z = torch.randn(2, tae.latent_channels, 3, 2, 2)
+    assert max_rel_err(tae.decode(z, clamp=False)[1:], tae.decode(z[1:], clamp=False)) <= 1e-5
+    x = torch.rand(2, 3, 5, tae.spatial_scale, tae.spatial_scale) * 2 - 1
+    assert max_rel_err(tae.encode(x)[1:], tae.encode(x[1:])) <= 1e-5

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from wan_core.checkpoint import CheckpointError, detect_kind
 from wan_core.vae import latent_norm
-from wan_core.vae.loader import diffusers_vae_key, load_taehv, load_vae
+from wan_core.vae.loader import diffusers_vae_key, load_decoder, load_taehv, load_vae
 from wan_core.vae.taehv import TAEHV, TAEHVConfig
 from wan_core.vae.wan21 import WanVAE21
 from wan_core.vae.wan22 import WanVAE22
@@ -87,7 +87,7 @@ def test_real_vae_layout_official_and_diffusers_naming(name, cls, expect):
     d_shapes = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
     version = "2.2" if name == "wan22_vae" else "2.1"
     assert {diffusers_vae_key(k, version): v for k, v in shapes.items()} == d_shapes
-    model_d = load_vae(ShapeCheckpoint(d_shapes), device="meta")
+    model_d = load_decoder(ShapeCheckpoint(d_shapes), device="meta")
     assert type(model_d) is cls and model_d.config == model.config
     if version == "2.1":  # diffusers' own single-file converter agrees with our key map
         from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
@@ -116,8 +116,8 @@ def test_real_taehv_layouts(name, channels, patch, variant):
     )
     assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == shapes
     assert model.t_upscale == 4 and model.frames_to_trim == 3 and model.decoder_spatial_scale == 8 * patch
-    light = load_taehv(ShapeCheckpoint(shapes, path=f"light{name[6:]}.safetensors"), device="meta")
-    assert light.config.raw_latents
+    light = load_decoder(ShapeCheckpoint(shapes, path=f"light{name[6:]}.safetensors"), device="meta")
+    assert isinstance(light, TAEHV) and light.config.raw_latents
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -229,6 +229,8 @@ def test_wrong_kind_errors(tmp_path):
         load_vae(tmp_path / "vae.safetensors")
     with pytest.raises(CheckpointError, match="Wan DiT"):
         load_taehv(tmp_path / "wan2.1_t2v_1.3B.safetensors")
+    with pytest.raises(CheckpointError, match="Load Wan VAE / TAEHV.*UMT5"):
+        load_decoder(tmp_path / "umt5.safetensors")
 
 
 def test_wrong_taehv_family_and_shape_mismatch(tmp_path):

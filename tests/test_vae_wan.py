@@ -1,5 +1,7 @@
 """Wan VAE 2.1 / 2.2: parity with the official ``wan22`` code, streaming == whole, bad input."""
 
+import copy
+
 import pytest
 import torch
 from official_ref import max_rel_err, official, randomize_
@@ -142,3 +144,54 @@ def test_bad_input_errors(pair):
         ours.encode_chunk(torch.zeros(1, 3, 3, s, s), cache)
     with pytest.raises(ValueError, match=r"\[B, 3, F, H, W\]"):
         ours.encode(torch.zeros(1, 4, 1, s, s))
+
+
+def test_cache_buffers_stay_in_place(pair):
+    """After the first chunk, equal-sized chunks update the cache in place (stable addresses)."""
+    version, _, ours = pair
+    z = torch.randn(1, TINY[version]["z"], 7, 2, 2)
+    cache = ours.new_decode_cache()
+    ours.decode_chunk(z[:, :, :1], cache)
+    ours.decode_chunk(z[:, :, 1:4], cache)
+    ptrs = [t.data_ptr() for t in cache.history]
+    assert len(ptrs) == len(cache) > 0
+    ours.decode_chunk(z[:, :, 4:7], cache)
+    assert [t.data_ptr() for t in cache.history] == ptrs
+    assert cache.frames_in == 7 and cache.frames_out == 1 + 4 * 6
+
+
+def test_batch_items_are_independent(pair):
+    version, _, ours = pair
+    z = torch.randn(2, TINY[version]["z"], 2, 2, 2)
+    both = ours.decode(z, clamp=False)
+    assert max_rel_err(both[1:], ours.decode(z[1:], clamp=False)) <= 1e-5
+    x = torch.rand(2, 3, 5, ours.spatial_scale, ours.spatial_scale) * 2 - 1
+    assert max_rel_err(ours.encode(x)[:1], ours.encode(x[:1])) <= 1e-5
+
+
+@pytest.mark.parametrize("version", ["2.1", "2.2", "taew2_1", "taew2_2_super"])
+def test_real_size_chunk_shapes_on_meta(version):
+    """Real widths at 480x832 on the meta device: first chunk 1 + 4(T-1) frames, later 4T, encode 1 + k."""
+    from wan_core.vae.taehv import TAEHV, TAEHV_PRESETS
+    from wan_core.vae.wan22 import WanVAE22
+
+    with torch.device("meta"):
+        model = {"2.1": WanVAE21, "2.2": WanVAE22}.get(version, lambda: TAEHV(TAEHV_PRESETS[version]))()
+    c, s = (16, 8) if version in ("2.1", "taew2_1") else (48, 16)
+    z = torch.empty(1, c, 3, 480 // s, 832 // s, device="meta")
+    is_tae = isinstance(model, TAEHV)
+    state = model.new_decode_state() if is_tae else model.new_decode_cache()
+    assert model.decode_chunk(z, state).shape == (1, 3, 9, 480, 832)
+    assert model.decode_chunk(z, state).shape == (1, 3, 12, 480, 832)
+    x = torch.empty(1, 3, 9, 480, 832, device="meta")
+    assert model.encode(x).shape == (1, c, 3, 480 // s, 832 // s)
+
+
+def test_bf16_decode_runs_and_tracks_fp32(pair):
+    version, _, ours = pair
+    z = torch.randn(1, TINY[version]["z"], 2, 2, 2, generator=torch.Generator().manual_seed(4))
+    ref = ours.decode(z)
+    bf16 = copy.deepcopy(ours).to(torch.bfloat16)
+    out = bf16.decode(z)
+    assert out.dtype == torch.bfloat16 and out.shape == ref.shape
+    assert (out.float() - ref).abs().mean() < 0.05

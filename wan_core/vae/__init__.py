@@ -14,7 +14,7 @@ frames come out ``[B, 3, F, H, W]`` in [-1, 1].
 from .causal_conv import CausalConvCache
 from .causal_vae import StreamDecoder, WanCausalVAE
 from .latent_norm import to_normalized, to_raw
-from .loader import load_taehv, load_vae
+from .loader import load_decoder, load_taehv, load_vae
 from .taehv import TAEHV, TAEHVConfig, TAEHVState
 from .wan21 import WanVAE21, WanVAE21Config
 from .wan22 import WanVAE22, WanVAE22Config
@@ -31,6 +31,7 @@ __all__ = [
     "TAEHVConfig",
     "TAEHVState",
     "load_vae",
+    "load_decoder",
     "load_taehv",
     "to_normalized",
     "to_raw",

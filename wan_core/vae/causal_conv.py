@@ -60,6 +60,15 @@ class CausalConvCache:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.history if t is not None)
 
+    def store(self, slot: int, frames: torch.Tensor) -> None:
+        """Keep ``frames`` as the history of ``slot``: copied in place into the existing buffer when
+        the shape matches (stable addresses after the first chunk, e.g. for CUDA graphs)."""
+        buf = self.history[slot]
+        if buf is not None and buf.shape == frames.shape and buf.dtype == frames.dtype:
+            buf.copy_(frames)
+        else:
+            self.history[slot] = frames.clone()
+
 
 class CausalConv3d(nn.Conv3d):
     """Conv3d padded causally in time (``2 * pad_t`` frames before, none after), symmetric in space.
@@ -87,7 +96,7 @@ class CausalConv3d(nn.Conv3d):
                 past = x.new_zeros(x.shape[0], x.shape[1], n, x.shape[3], x.shape[4])
             x = torch.cat([past.to(x.dtype), x], dim=2)  # [B, C, n + T, H, W]
             if cache is not None:
-                cache.history[self.slot] = x[:, :, -n:].clone()
+                cache.store(self.slot, x[:, :, -n:])
         return F.conv3d(x, self.weight, self.bias, self.stride, self.space_padding)
 
 
@@ -125,7 +134,8 @@ class RMSNorm(nn.Module):
         self.gamma = nn.Parameter(torch.ones((dim, 1, 1) if images else (dim, 1, 1, 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(x, dim=1) * self.scale * self.gamma
+        y = F.normalize(x, dim=1)  # fresh tensor: scaled in place to save one full-size temporary
+        return y.mul_(self.scale * self.gamma)
 
 
 class ResidualBlock(nn.Module):
@@ -137,10 +147,10 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.residual = nn.Sequential(
             RMSNorm(in_dim),
-            nn.SiLU(),
+            nn.SiLU(inplace=True),  # acts on the norm's fresh output
             CausalConv3d(in_dim, out_dim, 3, padding=1),
             RMSNorm(out_dim),
-            nn.SiLU(),
+            nn.SiLU(inplace=True),
             nn.Identity(),  # dropout slot in the official layout (keeps the key indices)
             CausalConv3d(out_dim, out_dim, 3, padding=1),
         )
@@ -183,8 +193,11 @@ def _per_frame(fn, x: torch.Tensor) -> torch.Tensor:
 
 
 class _NearestUp2x(nn.Module):
+    """Nearest-exact x2 in the input dtype (a pure copy, so bf16 gives the fp32 result bit for bit;
+    the official code upcasts to fp32 first, which doubles the largest activation's memory)."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x.float(), scale_factor=2.0, mode="nearest-exact").to(x.dtype)
+        return F.interpolate(x, scale_factor=2.0, mode="nearest-exact")
 
 
 class Resample(nn.Module):
@@ -245,5 +258,5 @@ class Resample(nn.Module):
         else:
             past = cache.history[self.slot]
             out = self.time_conv(torch.cat([past.to(x.dtype), x], dim=2))
-        cache.history[self.slot] = x[:, :, -1:].clone()
+        cache.store(self.slot, x[:, :, -1:])
         return out

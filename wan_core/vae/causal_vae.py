@@ -58,7 +58,22 @@ class WanCausalVAE(nn.Module):
     def new_encode_cache(self) -> CausalConvCache:
         return CausalConvCache(self.encoder_slots)
 
-    def stream_decoder(self, latents_per_step: int | None = None, clamp: bool = True) -> StreamDecoder:
+    def stream_decoder(
+        self,
+        latents_per_step: int | None = None,
+        clamp: bool = True,
+        tile_size: int | tuple[int, int] | None = None,
+        tile_overlap: int = 8,
+    ):
+        """A decode stream holding its own cache: ``frames = dec(z_chunk)``; ``dec.reset()``.
+
+        ``tile_size`` (latent pixels) switches to spatial tiling with ``tile_overlap`` blending
+        (:class:`~wan_core.vae.tiling.TiledDecoder`, one cache per tile).
+        """
+        if tile_size is not None:
+            from .tiling import TiledDecoder
+
+            return TiledDecoder(self, tile_size, tile_overlap, latents_per_step=latents_per_step, clamp=clamp)
         return StreamDecoder(self, latents_per_step=latents_per_step, clamp=clamp)
 
     @property
@@ -129,6 +144,7 @@ class WanCausalVAE(nn.Module):
             )
 
     # -- streaming ------------------------------------------------------------------------------
+    @torch.no_grad()
     def decode_chunk(
         self,
         latents: torch.Tensor,
@@ -216,23 +232,22 @@ class WanCausalVAE(nn.Module):
 
 
 class StreamDecoder:
-    """A decode stream bound to one VAE: ``frames = dec(latents_chunk)``; ``dec.reset()`` for a new video."""
+    """A decode stream bound to one decoder (Wan VAE or TAEHV): ``frames = dec(z_chunk)``; ``reset()``.
 
-    def __init__(self, vae: WanCausalVAE, latents_per_step: int | None = None, clamp: bool = True):
+    Holds the decoder's streaming state (``CausalConvCache`` / ``TAEHVState``); ``decode_kwargs`` go to
+    every ``decode_chunk`` call (e.g. ``latents_per_step``, ``clamp``).
+    """
+
+    def __init__(self, vae, **decode_kwargs):
         self.vae = vae
-        self.cache = vae.new_decode_cache()
-        self.latents_per_step = latents_per_step
-        self.clamp = clamp
+        new_state = getattr(vae, "new_decode_cache", None) or vae.new_decode_state
+        self.cache = new_state()
+        self.decode_kwargs = decode_kwargs
 
     @torch.no_grad()
-    def decode_chunk(self, latents: torch.Tensor, normalized: bool = True) -> torch.Tensor:
-        return self.vae.decode_chunk(
-            latents,
-            self.cache,
-            normalized=normalized,
-            latents_per_step=self.latents_per_step,
-            clamp=self.clamp,
-        )
+    def decode_chunk(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalized latents ``[B, C, T, h, w]`` -> frames ``[B, 3, F, H, W]`` in [-1, 1]."""
+        return self.vae.decode_chunk(latents, self.cache, **self.decode_kwargs)
 
     __call__ = decode_chunk
 

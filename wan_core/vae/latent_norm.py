@@ -67,10 +67,21 @@ def latent_stats(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return _STATS[channels]
 
 
+_ON_DEVICE: dict[tuple[tuple[float, ...], str], torch.Tensor] = {}
+
+
 def _broadcast(values, z: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """``values`` as an fp32 tensor on ``z.device`` shaped to broadcast over ``channel_dim``.
+
+    Kept per device after the first use, so converting a chunk does no host-to-device copy.
+    """
+    key = (values, str(z.device))
+    t = _ON_DEVICE.get(key)
+    if t is None:
+        t = _ON_DEVICE[key] = torch.tensor(values, dtype=torch.float32, device=z.device)
     shape = [1] * z.ndim
     shape[channel_dim] = len(values)
-    return torch.tensor(values, dtype=torch.float32, device=z.device).view(shape)
+    return t.view(shape)
 
 
 def _check(z: torch.Tensor, channel_dim: int, stats) -> None:

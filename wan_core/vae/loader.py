@@ -226,3 +226,20 @@ def load_taehv(
                 readers[key] = lambda key=key, want=want: ck.get(key)[-want:]
     load_into(model, readers, ck.path, dtype=dtype, device=device)
     return model.eval().requires_grad_(False)
+
+
+def load_decoder(
+    path: str | os.PathLike | Checkpoint,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    raw_latents: bool | None = None,
+) -> WanVAE21 | WanVAE22 | TAEHV:
+    """Either pixel decoder by the file's kind: a Wan VAE (``load_vae``) or a TAEHV (``load_taehv``).
+
+    Both returned modules share the streaming API (``decode_chunk`` / ``decode`` / ``stream_decoder``).
+    """
+    ck = _open(path)
+    if ck.kind == "taehv":
+        return load_taehv(ck, dtype=dtype, device=device, raw_latents=raw_latents)
+    expect_kind(ck, "wan_vae", "Load Wan VAE / TAEHV")
+    return load_vae(ck, dtype=dtype, device=device)

@@ -31,7 +31,7 @@ convert with ``latent_norm`` inside, so callers always pass normalized latents.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -191,6 +191,14 @@ class TAEHVState:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.memory if t is not None)
 
+    def store(self, i: int, frame: torch.Tensor) -> None:
+        """Keep ``frame`` as block ``i``'s memory, in place when the buffer already has its shape."""
+        buf = self.memory[i]
+        if buf is not None and buf.shape == frame.shape and buf.dtype == frame.dtype:
+            buf.copy_(frame)
+        else:
+            self.memory[i] = frame.clone()
+
 
 def _run_blocks(blocks: nn.Sequential, x: torch.Tensor, state: TAEHVState) -> torch.Tensor | None:
     """Run frames ``x`` [B, T, C, H, W] through ``blocks`` with carried state -> [B, T', C', H', W'].
@@ -217,7 +225,7 @@ def _run_blocks(blocks: nn.Sequential, x: torch.Tensor, state: TAEHVState) -> to
             prev = state.memory[i]
             prev = torch.zeros_like(x[:, :1]) if prev is None else prev[:, None].to(x.dtype)
             past = torch.cat([prev, x[:, :-1]], dim=1)  # [B, T, C, H, W]
-            state.memory[i] = x[:, -1].clone()
+            state.store(i, x[:, -1])
             x = blk(x.flatten(0, 1), past.flatten(0, 1)).unflatten(0, (b, t))
         elif isinstance(blk, TGrow):
             y = blk.conv(x.flatten(0, 1))  # [B*T, s*C, H, W]
@@ -251,19 +259,33 @@ class TAEHV(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.decoder[-1].weight.dtype
 
-    def with_config(self, **changes) -> TAEHVConfig:
-        return replace(self.config, **changes)
-
     def new_decode_state(self) -> TAEHVState:
         return TAEHVState(len(self.decoder))
 
     def new_encode_state(self) -> TAEHVState:
         return TAEHVState(len(self.encoder))
 
+    def stream_decoder(
+        self, clamp: bool = True, tile_size: int | tuple[int, int] | None = None, tile_overlap: int = 8
+    ):
+        """A decode stream holding its own state: ``frames = dec(z_chunk)``; ``dec.reset()``.
+
+        ``tile_size`` (latent pixels) switches to spatial tiling with ``tile_overlap`` blending.
+        """
+        if tile_size is not None:
+            from .tiling import TiledDecoder
+
+            return TiledDecoder(self, tile_size, tile_overlap, clamp=clamp)
+        from .causal_vae import StreamDecoder
+
+        return StreamDecoder(self, clamp=clamp)
+
     # -- decode ---------------------------------------------------------------------------------
     def _check_latents(self, z: torch.Tensor) -> None:
         if z.ndim != 5:
             raise ValueError(f"TAEHV: latents must be [B, C, T, H, W], got shape {tuple(z.shape)}.")
+        if z.shape[2] < 1:
+            raise ValueError(f"TAEHV: latents have no frames (shape {tuple(z.shape)}).")
         c = self.config.latent_channels
         if z.shape[1] != c:
             raise ValueError(
@@ -295,9 +317,21 @@ class TAEHV(nn.Module):
             y = y.clamp(0, 1)
         return (y * 2 - 1).transpose(1, 2)
 
-    def decode(self, latents: torch.Tensor, clamp: bool = True) -> torch.Tensor:
-        """Whole latent video ``[B, C, T, h, w]`` (normalized) -> ``[B, 3, 4T - 3, H, W]`` in [-1, 1]."""
-        return self.decode_chunk(latents, self.new_decode_state(), clamp=clamp)
+    def decode(
+        self, latents: torch.Tensor, clamp: bool = True, latents_per_step: int | None = None
+    ) -> torch.Tensor:
+        """Whole latent video ``[B, C, T, h, w]`` (normalized) -> ``[B, 3, 4T - 3, H, W]`` in [-1, 1].
+
+        ``latents_per_step`` bounds the working memory by that many latent frames (same result).
+        """
+        self._check_latents(latents)
+        state = self.new_decode_state()
+        step = latents.shape[2] if latents_per_step is None else max(1, int(latents_per_step))
+        parts = [
+            self.decode_chunk(latents[:, :, i : i + step], state, clamp=clamp)
+            for i in range(0, latents.shape[2], step)
+        ]
+        return torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
 
     # -- encode ---------------------------------------------------------------------------------
     def _check_frames(self, x: torch.Tensor) -> None:

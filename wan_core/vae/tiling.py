@@ -107,3 +107,5 @@ class TiledDecoder:
                 out[sl] += frames.float() * wt
                 weight[sl] += wt
         return (out / weight).to(frames.dtype)
+
+    __call__ = decode_chunk

@@ -38,7 +38,7 @@ WAN21_VAE_PRESETS = {"wan2.1": WanVAE21Config()}
 
 
 def _head(dim: int, out: int) -> nn.Sequential:
-    return nn.Sequential(RMSNorm(dim), nn.SiLU(), CausalConv3d(dim, out, 3, padding=1))
+    return nn.Sequential(RMSNorm(dim), nn.SiLU(inplace=True), CausalConv3d(dim, out, 3, padding=1))
 
 
 class Encoder21(nn.Module):

@@ -113,7 +113,7 @@ class UpLevel(nn.Module):
 
 
 def _head(dim: int, out: int) -> nn.Sequential:
-    return nn.Sequential(RMSNorm(dim), nn.SiLU(), CausalConv3d(dim, out, 3, padding=1))
+    return nn.Sequential(RMSNorm(dim), nn.SiLU(inplace=True), CausalConv3d(dim, out, 3, padding=1))
 
 
 class Encoder22(nn.Module):
