@@ -21,7 +21,7 @@ def test_presets_carry_the_published_settings():
     cv = get_preset("causvid-1.3b")
     assert cv.schedule.timesteps == [1000.0, 757.0, 522.0] and cv.schedule.shift == 8.0
     ll = get_preset("longlive-1.3b")
-    assert (ll.window_frames, ll.sink_frames) == (12, 3) and ll.lora is not None
+    assert (ll.window_frames + ll.sink_frames, ll.sink_frames) == (12, 3) and ll.lora is not None
     assert get_preset("causal-forcing-framewise-1.3b").frames_per_chunk == 1
     assert get_preset("krea-realtime-14b").schedule.timesteps == [1000.0, 937.0, 833.0, 625.0]
     a14 = get_preset("wan2.2-t2v-a14b")

@@ -63,14 +63,14 @@ def official_masked_v(monkeypatch, ref, x, t_frames, ctx, q_end, frames, sink, w
         return torch.stack(ref(list(x), t_frames.repeat_interleave(ft, dim=1), list(ctx), seq_len=L))
 
 
-def reference_rollout(monkeypatch, ref, pipe, ctx, num_chunks, switch=None):
+def reference_rollout(monkeypatch, ref, pipe, ctx, num_chunks, switch=None, z0=None):
     """The few-step AR schedule computed with full-sequence masked passes. ``switch = (chunk, ctx_new)``:
     from that chunk on the prompt is ``ctx_new`` and the frames visible at the switch are the only context
     kept from before it (they are re-encoded with the new prompt; evicted frames are gone)."""
     p = pipe.preset
     sched = p.schedule
     n, sink, window = p.frames_per_chunk, p.sink_frames, p.window_frames
-    ft = 6
+    ft = pipe.state.cache.frame_tokens
     clean = {}  # frame -> [1, C, 1, h, w]
     out = []
     kept_from = 0  # frames before this are not part of the context any more (switch)
@@ -84,14 +84,18 @@ def reference_rollout(monkeypatch, ref, pipe, ctx, num_chunks, switch=None):
         noise = pipe.chunk_noise(c)
         x = noise[0]
         for k, (tk, sk) in enumerate(zip(sched.timesteps, sched.sigmas)):
+            t_chunk = [tk] * n
+            if z0 is not None and c == 0:  # TI2V: latent 0 is the clean image, its tokens get t = 0
+                x = torch.cat([z0, x[:, :, 1:]], dim=2)
+                t_chunk[0] = 0.0
             seq = torch.cat([clean[f] for f in ctx_frames] + [x], dim=2) if ctx_frames else x
             frames = ctx_frames + list(range(s, e))
-            q_end = [min(((f // n) + 1) * n, 10**9) for f in frames]
-            t = torch.tensor([[0.0] * len(ctx_frames) + [tk] * n])
-            v = official_masked_v(monkeypatch, ref, seq, t, cur_ctx, q_end, frames, sink, window, ft)[
-                :, :, -n:
-            ]
-            x0 = x - sk * v
+            q_end = [((f // n) + 1) * n for f in frames]
+            t = torch.tensor([[0.0] * len(ctx_frames) + t_chunk])
+            v = official_masked_v(monkeypatch, ref, seq, t, cur_ctx, q_end, frames, sink, window, ft)
+            x0 = x - sk * v[:, :, -n:]
+            if z0 is not None and c == 0:
+                x0 = torch.cat([z0, x0[:, :, 1:]], dim=2)
             if k + 1 < len(sched.timesteps):
                 x = (1 - sched.sigmas[k + 1]) * x0 + sched.sigmas[k + 1] * noise[k + 1]
         for j in range(n):
@@ -100,7 +104,7 @@ def reference_rollout(monkeypatch, ref, pipe, ctx, num_chunks, switch=None):
     return out
 
 
-@pytest.mark.parametrize("n,sink,window,chunks", [(2, 1, 4, 5), (3, 0, 6, 4), (1, 2, 3, 6)])
+@pytest.mark.parametrize("n,sink,window,chunks", [(2, 1, 4, 5), (3, 0, 6, 3), (1, 2, 3, 5)])
 def test_chunked_rollout_equals_block_causal_reference(monkeypatch, n, sink, window, chunks):
     ref, dit = tiny_pair(seed=n)
     pipe = StreamingPipeline(dit, preset(n, sink, window))
@@ -129,6 +133,36 @@ def test_unwarped_causvid_schedule_matches_reference(monkeypatch):
     assert max(max_rel_err(a, b) for a, b in zip(got, want)) < TOL
 
 
+class _FixedLatentEncoder:
+    """Test double for the VAE encoder: every image encodes to the given latent ``[1, C, 1, h, w]``."""
+
+    def __init__(self, z):
+        self.z = z
+
+    def new_encode_cache(self):
+        return None
+
+    def encode_chunk(self, frames, cache):
+        return self.z
+
+
+def test_ti2v_clean_first_latent_with_t0_matches_reference(monkeypatch):
+    """AR TI2V (48 channels): chunk 0's first latent is the clean image latent with timestep 0."""
+    ref, dit = tiny_pair(seed=6, model_type="ti2v", in_dim=48, out_dim=48)
+    p = preset(2, 0, 4).with_overrides(latent_channels=48, vae_stride=(4, 16, 16), image_stamp="clean_t0")
+    z0 = torch.randn(1, 48, 1, 2, 4, generator=torch.Generator().manual_seed(9))
+    pipe = StreamingPipeline(dit, p, vae=_FixedLatentEncoder(z0))
+    ctx = torch.randn(1, 9, 4096)
+    pipe.initialize_cache(ctx, torch.zeros(1, 3, 32, 64), height=32, width=64, num_chunks=3, seed=4)
+    assert pipe.state.cache.frame_tokens == 2
+    got = [r.latents for r in pipe.stream()]
+    assert torch.equal(got[0][:, :, :1], z0)
+    want = reference_rollout(monkeypatch, ref, pipe, ctx, 3, z0=z0)
+    err = max(max_rel_err(a, b) for a, b in zip(got, want))
+    print(f"\nAR TI2V (clean first latent, t=0) vs reference: {err:.2e}")
+    assert err < TOL
+
+
 def test_prompt_switch_reencodes_visible_window(monkeypatch):
     """Switch at chunk 3 (frames 0-5 done, window 4 => frames 4, 5 stay visible, 0-3 evicted)."""
     ref, dit = tiny_pair(seed=11)
@@ -154,16 +188,18 @@ def test_switch_with_sink_and_gap_keeps_the_sink_and_positions(rope):
     _, dit = tiny_pair(seed=4)
     ctx = torch.randn(1, 9, 4096)
     pipe = StreamingPipeline(dit, preset(2, 2, 4), rope=rope)
-    pipe.initialize_cache(ctx, height=H, width=W, num_chunks=8, seed=0)
+    pipe.initialize_cache(ctx, height=H, width=W, num_chunks=6, seed=0)
     base = [r.latents for r in pipe.stream()]
-    pipe.initialize_cache(ctx, height=H, width=W, num_chunks=8, seed=0, prompt_switches={2: ctx})
+    pipe.initialize_cache(ctx, height=H, width=W, num_chunks=6, seed=0, prompt_switches={2: ctx})
     same = [r.latents for r in pipe.stream()]  # at chunk 2 frames 0-3 are all visible: exact re-encode
     assert max(max_rel_err(a, b) for a, b in zip(base, same)) < 1e-5
     pipe.initialize_cache(
-        ctx, height=H, width=W, num_chunks=8, seed=0, prompt_switches={5: torch.randn(1, 5, 4096)}
+        ctx, height=H, width=W, num_chunks=6, seed=0, prompt_switches={5: torch.randn(1, 5, 4096)}
     )
     sw = [r.latents for r in pipe.stream()]
     assert pipe.state.cache_offset == 6  # frames 8.. sit at cache frames 2..
+    positions = pipe.state.cache.chunk_positions(2).tolist()  # of the last chunk, frames 10, 11
+    assert positions == ([10, 11] if rope == "absolute" else [4, 5])  # relative: sink 2 + window offsets 2, 3
     assert all(torch.equal(a, b) for a, b in zip(base[:5], sw[:5]))
     assert all(max_rel_err(a, b) > 1e-3 for a, b in zip(base[5:], sw[5:]))
 
@@ -185,7 +221,7 @@ def test_same_seed_same_video_different_seed_different():
 def test_endless_stream_memory_is_flat_over_200_chunks():
     """1 token per latent frame (latent 2 x 2), 1 frame per chunk, sink 1 + window 4, relative RoPE."""
     dit = randomize_(WanDiT(WanDiTConfig(**{**TINY, "num_layers": 1})).eval(), 0, std=0.2)
-    p = preset(1, 1, 4, steps=(1000, 500))
+    p = preset(1, 1, 4, steps=(1000,))
     pipe = StreamingPipeline(dit, p)
     pipe.initialize_cache(torch.randn(1, 4, 4096), height=16, width=16, seed=0)  # no length: endless
     assert pipe.num_chunks is None and pipe.state.cache.rope == "relative"
@@ -237,3 +273,78 @@ def test_call_order_errors_and_auto_finalize():
     assert torch.equal(a0, b[0]) and torch.equal(a1, b[1])
     with pytest.raises(ValueError, match="multiple of 16x16"):
         pipe.initialize_cache(ctx, height=30, width=W, num_chunks=3)
+
+
+def test_compile_failure_falls_back_to_eager_blocks(caplog):
+    _, dit = tiny_pair(seed=8)
+    ctx = torch.randn(1, 9, 4096)
+    pipe = StreamingPipeline(dit, preset(2, 1, 4))
+    pipe.initialize_cache(ctx, height=H, width=W, num_chunks=2, seed=0)
+    want = [r.latents for r in pipe.stream()]
+
+    DynamoError = type("BackendCompilerFailed", (RuntimeError,), {"__module__": "torch._dynamo.exc"})
+
+    def broken(*a, **k):
+        raise DynamoError("inductor: no compiler")
+
+    for blk in dit.blocks:
+        blk._compiled_call_impl = broken  # what nn.Module.compile() installs, failing
+    pipe.compiled = True
+    pipe.initialize_cache(ctx, height=H, width=W, num_chunks=2, seed=0)
+    with caplog.at_level("WARNING", logger="wan_core.rollout"):
+        got = [r.latents for r in pipe.stream()]
+    assert not pipe.compiled and "continuing with eager blocks" in caplog.text
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    for blk in dit.blocks:  # a model error is not swallowed
+        blk._compiled_call_impl = lambda *a, **k: (_ for _ in ()).throw(KeyError("model bug"))
+    pipe.compiled = True
+    pipe.initialize_cache(ctx, height=H, width=W, num_chunks=2, seed=0)
+    with pytest.raises(KeyError):
+        pipe.generate(0)
+
+
+class _CountingEncoder:
+    """Test double for a causal VAE encoder: latent frame j of the stream is ``base[:, :, j]`` (so a
+    streamed encode and a whole-video encode agree by construction, and misaligned slices show)."""
+
+    def __init__(self, base):
+        self.base = base  # [1, C, T, h, w]
+
+    def new_encode_cache(self):
+        return {"next": 0}
+
+    def encode_chunk(self, frames, cache):
+        f = frames.shape[2]
+        t = (f - 1) // 4 + 1 if cache["next"] == 0 else f // 4
+        out = self.base[:, :, cache["next"] : cache["next"] + t]
+        cache["next"] += t
+        return out
+
+
+def test_ar_i2v_concat_y_matches_reference(monkeypatch):
+    """AR rollout of an I2V-layout DiT (noise ++ [mask ; image latent] = 36 channels): each chunk gets
+    the y of its own latent frames -- same as the block-causal reference over the whole y."""
+    from wan_core.rollout.conditioning import i2v_mask
+
+    ref, dit = tiny_pair(seed=12, model_type="i2v", in_dim=36, out_dim=16)
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(1, 16, 6, 4, 6, generator=g)
+    p = preset(2, 1, 4).with_overrides(image_stamp="concat_y")
+    pipe = StreamingPipeline(dit, p, vae=_CountingEncoder(base))
+    ctx = torch.randn(1, 9, 4096, generator=g)
+    pipe.initialize_cache(ctx, torch.zeros(1, 3, H, W), height=H, width=W, num_chunks=3, seed=5)
+    got = [r.latents for r in pipe.stream()]
+    y = torch.cat([i2v_mask(6, 4, 6)[None], base], dim=1)  # [1, 20, 6, h, w]
+
+    real_forward = ref.forward
+
+    def with_y(x, t, context, seq_len, y=None):  # the reference sequence = frames [0, e): y[:, :, :e]
+        e = x[0].shape[1]
+        return real_forward(x, t, context, seq_len=seq_len, y=[y_full[0, :, :e]])
+
+    y_full = y
+    monkeypatch.setattr(ref, "forward", with_y)
+    want = reference_rollout(monkeypatch, ref, pipe, ctx, 3)
+    err = max(max_rel_err(a, b) for a, b in zip(got, want))
+    print(f"\nAR I2V (concat y) vs reference: {err:.2e}")
+    assert err < TOL

@@ -14,11 +14,14 @@ On CPU, or with ``enabled=False``, ``ChunkForward`` is a plain call.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["ChunkForward", "compile_blocks", "default_speed_flags"]
+__all__ = ["ChunkForward", "compile_blocks", "uncompile_blocks", "is_compile_error", "default_speed_flags"]
+
+log = logging.getLogger("wan_core.rollout")
 
 
 def default_speed_flags(device: torch.device | str) -> tuple[bool, bool]:
@@ -40,6 +43,20 @@ def compile_blocks(model: torch.nn.Module, mode: str | None = None, dynamic: boo
             blk.compile(mode=mode, dynamic=dynamic)
             n += 1
     return n
+
+
+def uncompile_blocks(model: torch.nn.Module) -> None:
+    """Undo ``compile_blocks`` (back to eager blocks)."""
+    experts = model.experts() if hasattr(model, "experts") else (model,)
+    for m in experts:
+        for blk in m.blocks:
+            blk._compiled_call_impl = None
+
+
+def is_compile_error(e: BaseException) -> bool:
+    """Whether an exception comes from torch.compile (dynamo / inductor), not from the model itself."""
+    mod = type(e).__module__ or ""
+    return mod.startswith(("torch._dynamo", "torch._inductor")) or "BackendCompilerFailed" in type(e).__name__
 
 
 @dataclass
@@ -90,7 +107,15 @@ class ChunkForward:
             if key not in self._seen:  # first time in steady state: run eagerly, capture next time
                 self._seen.add(key)
                 return model.forward_planned(x, t, cross, cache, y)
-            cap = self._capture(model, x, t, cross, cache, y)
+            try:
+                cap = self._capture(model, x, t, cross, cache, y)
+            except Exception as e:  # a capture failure must never cost the user the video
+                log.warning(
+                    "CUDA graph capture failed (%s: %s); continuing without CUDA graphs", type(e).__name__, e
+                )
+                self.enabled = False
+                torch.cuda.synchronize()
+                return model.forward_planned(x, t, cross, cache, y)
             self._graphs[key] = cap
         cap.x.copy_(x)
         cap.t.copy_(t)

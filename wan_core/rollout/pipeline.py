@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .conditioning import ConcatYStream, ImageCondition, stamp_input, stamp_x0
-from .graphs import ChunkForward, compile_blocks, default_speed_flags
+from .decoders import as_stream_decoder_factory
+from .graphs import ChunkForward, compile_blocks, default_speed_flags, is_compile_error, log, uncompile_blocks
 from .kv_cache import OffsetRollingKVCache
 from .presets import RolloutPreset
 from .schedulers import flow_to_x0, renoise
@@ -108,8 +109,8 @@ class StreamingPipeline:
     text_encoder: ``prompts (list[str]) -> [B, L, 4096]`` tensor or list of ``[L_i, 4096]`` (optional:
         ``initialize_cache`` also takes precomputed embeddings).
     vae: encoder for image conditioning (``new_encode_cache`` / ``encode_chunk``), optional.
-    decoder: anything with ``stream_decoder()`` returning an object with ``decode_chunk(latents)``
-        (Wan VAE, TAEHV); optional -- without it ``ChunkResult.frames`` is None.
+    decoder: a Wan VAE, a TAEHV, or any ``stream_decoder()`` factory (see ``decoders.py``); optional --
+        without it ``ChunkResult.frames`` is None.
     clip_vision: ``image [B, 3, H, W] in [-1, 1] -> clip_fea [B, 257, 1280]`` (Wan2.1 I2V).
     cuda_graphs / compile: default on for CUDA, off on CPU.
     rope: "auto" (absolute while the video fits the 1024-position RoPE table, else relative),
@@ -139,7 +140,7 @@ class StreamingPipeline:
         self.preset = preset
         self.text_encoder = text_encoder
         self.vae = vae
-        self.decoder = decoder
+        self.decoder = as_stream_decoder_factory(decoder)
         self.clip_vision = clip_vision
         self.progress = progress
         self.interrupt = interrupt
@@ -435,7 +436,21 @@ class StreamingPipeline:
         st = self.state
         model = self.experts[0]
         st.cache.plan_chunk(start - st.cache_offset, x.shape[2])
-        return self.forward_runner(model, x, t, cross, st.cache, y)
+        return self._guard_compile(self.forward_runner, model, x, t, cross, st.cache, y)
+
+    def _guard_compile(self, fn, *args, **kw):
+        """Run ``fn``; if torch.compile fails, fall back to eager blocks once (warned) and rerun.
+        Re-running a chunk pass is safe: it overwrites the same cache slots."""
+        try:
+            return fn(*args, **kw)
+        except Exception as e:
+            if not (self.compiled and is_compile_error(e)):
+                raise
+            log.warning("torch.compile failed (%s: %s); continuing with eager blocks", type(e).__name__, e)
+            uncompile_blocks(self.dit)
+            self.compiled = False
+            self.forward_runner.reset()
+            return fn(*args, **kw)
 
     def _timesteps(self, value: float, n: int, clean_first: bool) -> torch.Tensor:
         t = torch.full((self.state.batch, n), float(value), device=self.device)
@@ -556,7 +571,7 @@ class StreamingPipeline:
             t = self._timesteps(context_noise, len(piece), clean_first)
             virtual = piece[0] if piece[0] < self.preset.sink_frames else piece[0] - gap
             cache.plan_chunk(virtual, len(piece))
-            self.forward_runner(self.experts[0], x, t, cross, cache, y)
+            self._guard_compile(self.forward_runner, self.experts[0], x, t, cross, cache, y)
         st.cache_offset = gap
 
     # ------------------------------------------------------------------------------------------------
@@ -586,9 +601,9 @@ class StreamingPipeline:
                 if clean_first
                 else torch.full((st.batch,), tk, device=self.device)
             )
-            v = model(x_in, t, st.prompt.cross[e], y=y)
+            v = self._guard_compile(model, x_in, t, st.prompt.cross[e], y=y)
             if st.prompt.uncond is not None and scale != 1.0:
-                v_u = model(x_in, t, st.prompt.uncond[e], y=y)
+                v_u = self._guard_compile(model, x_in, t, st.prompt.uncond[e], y=y)
                 v = v_u + scale * (v - v_u)
             x = sched.step(x_in, v, k)
             self._step_done(0)

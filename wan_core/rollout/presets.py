@@ -8,7 +8,7 @@ Sources (configs of each project, read from their public repos; see FACTS.md sec
 |---|---|---|---|---|---|
 | self-forcing-1.3b | 1000 750 500 250 | yes | 5 | 3 | 21 latent frames (as trained), rolling after |
 | causvid-1.3b | 1000 757 522 | no | 8 | 3 | 21 frames, rolling after |
-| longlive-1.3b | 1000 750 500 250 | yes | 5 | 3 | window 12 + sink 3, prompt switching |
+| longlive-1.3b | 1000 750 500 250 | yes | 5 | 3 | local_attn_size 12 = sink 3 + window 9, prompt switching |
 | rolling-forcing-1.3b | 1000 800 600 400 200 | yes | 5 | 3 | 21 frames rolling (chunk-wise; see note) |
 | causal-forcing-chunkwise-1.3b | 1000 750 500 250 | yes | 5 | 3 | 21 frames |
 | causal-forcing-framewise-1.3b | 1000 750 500 250 | yes | 5 | 1 | 21 frames |
@@ -22,7 +22,8 @@ Notes. Rolling Forcing's own sampler denoises a window of chunks jointly at stag
 we run its checkpoint with the standard chunk-wise few-step scheme on its step list (documented
 approximation). Krea realtime recomputes the context K/V every block (``do_kv_recomp``); here the
 clean context pass writes it once per chunk like Self-Forcing. Base Wan ships a UniPC sampler; we
-use flow-matching Euler with the same shift (see ``schedulers.EulerSchedule``).
+use flow-matching Euler with the same shift (see ``schedulers.EulerSchedule``). LongLive trained with
+3 latent frames per chunk (``longlive_train_*.yaml``); its last 1.0 inference config lists 6 -- we keep 3.
 """
 
 from __future__ import annotations
@@ -133,7 +134,9 @@ class RolloutPreset:
     boundary: float | None = None  # dual expert: t >= boundary * 1000 -> high-noise expert
     # chunking and cache (latent frames)
     frames_per_chunk: int = 3  # 0 = the whole video is one chunk
-    window_frames: int | None = 21  # attention window incl. the current chunk; None = unbounded
+    # attention window in latent frames, counting the current chunk and not the sink (so the reference
+    # configs' ``local_attn_size`` = sink_frames + window_frames); None = every frame of the video
+    window_frames: int | None = 21
     sink_frames: int = 0
     image_stamp: str = "none"  # "none" | "mask_inject" | "clean_t0" (TI2V) | "concat_y" (I2V 14B)
     # video
@@ -222,7 +225,7 @@ _presets = [
         vae=VAE21,
         taehv=TAEW21,
         schedule=_SF_STEPS,
-        window_frames=12,
+        window_frames=9,  # LongLive local_attn_size 12 = sink 3 + window 9 (window counts the current chunk)
         sink_frames=3,
         default_frames=237,
     ),
