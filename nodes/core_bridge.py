@@ -29,7 +29,15 @@ def _file_is_fp8(path: str) -> bool:
     return any(is_fp8(ck.dtype(k)) for k in ck.keys())
 
 
-def load_dit(path: str, precision: str, attention: str, compile: bool, cuda_graphs: bool) -> LoadedDiT:
+def load_dit(
+    path: str,
+    precision: str,
+    attention: str,
+    compile: bool,
+    cuda_graphs: bool,
+    lora_path: str | None = None,
+    lora_strength: float = 1.0,
+) -> LoadedDiT:
     from wan_core.dit.loader import load_dit as core_load_dit
 
     device = rt.torch_device()
@@ -45,6 +53,11 @@ def load_dit(path: str, precision: str, attention: str, compile: bool, cuda_grap
         )
     rt.free_memory_for(path, device)
     model = core_load_dit(path, dtype=dtype, device=device, attention=attention)
+    if lora_path is not None:
+        from wan_core.rollout.lora import merge_lora
+
+        merged = merge_lora(model, lora_path, scale=lora_strength)
+        log.info("Load Wan DiT: merged %d LoRA layers of %s (strength %s)", merged, lora_path, lora_strength)
     cfg = model.config
     family = getattr(cfg, "model_type", "t2v")
     desc = f"Wan DiT {family} dim {cfg.dim} x {cfg.num_layers} layers, in {cfg.in_dim} / out {cfg.out_dim} channels"
@@ -116,6 +129,11 @@ def encode_prompt_schedule(
     from wan_core.rollout.presets import DEFAULT_NEGATIVE_PROMPT
     from wan_core.text import load_tokenizer, load_umt5
 
+    if precision == "fp8" and not _file_is_fp8(encoder_path):
+        raise ValueError(
+            f"Encode UMT5 Prompt: precision fp8 needs an fp8 weight file, but {encoder_path} stores 16/32-bit "
+            "weights. Pick umt5_xxl_fp8_e4m3fn_scaled.safetensors, or precision auto / bf16 / fp16."
+        )
     negative = negative.strip() or DEFAULT_NEGATIVE_PROMPT
     texts = [text for _, text in schedule] + [negative]
     device = rt.torch_device()
@@ -195,6 +213,22 @@ def encode_image_condition(
 
 # --------------------------------------------------------------------------------------------------
 # sampling
+
+
+class _VAEEncoderOnDevice:
+    """The VAE's streaming encoder as the pipeline calls it, taking float32 frames on any device
+    (the VAE may run in bf16/fp16 on the GPU); returns float32 normalized latents."""
+
+    def __init__(self, vae: LoadedVAE):
+        self.model = vae.model
+        self.device, self.dtype = vae.device, vae.dtype
+
+    def new_encode_cache(self):
+        return self.model.new_encode_cache()
+
+    @torch.no_grad()
+    def encode_chunk(self, frames: torch.Tensor, cache) -> torch.Tensor:
+        return self.model.encode_chunk(frames.to(self.device, self.dtype), cache).float()
 
 
 class _ChunkDecoder:
@@ -293,7 +327,7 @@ def sample(
     pipe = StreamingPipeline(
         model,
         p,
-        vae=image.vae.model if image is not None else None,
+        vae=_VAEEncoderOnDevice(image.vae) if image is not None else None,
         clip_vision=(lambda _img: clip_features.to(dit.device)) if clip_features is not None else None,
         cuda_graphs=dit.options.cuda_graphs,
         compile=dit.options.compile,

@@ -57,16 +57,42 @@ class WanStreamLoadDiT(io.ComfyNode):
                     tooltip="Capture each chunk's denoising step as a CUDA graph (static shapes; CUDA only).",
                 ),
                 io.Boolean.Input("download", default=False, tooltip=_DOWNLOAD_TIP),
+                io.Combo.Input(
+                    "lora_name",
+                    options=model_files.choices("loras", with_none=True),
+                    default=model_files.NONE_CHOICE,
+                    tooltip="Optional LoRA from models/loras merged into the weights at load (LongLive ships "
+                    "its model as base + LoRA); 'none' for most models.",
+                ),
+                io.Float.Input(
+                    "lora_strength",
+                    default=1.0,
+                    min=-4.0,
+                    max=4.0,
+                    step=0.05,
+                    tooltip="Scale of the merged LoRA (1.0 = as trained).",
+                ),
             ],
             outputs=[WanDiT.Output(display_name="dit", tooltip="The loaded Wan DiT.")],
         )
 
     @classmethod
-    def execute(cls, model_name, precision, attention, compile, cuda_graphs, download) -> io.NodeOutput:
+    def execute(
+        cls, model_name, precision, attention, compile, cuda_graphs, download, lora_name, lora_strength
+    ) -> io.NodeOutput:
         path = model_files.resolve("diffusion_models", model_name, download, "Load Wan DiT")
+        lora_path = None
+        if lora_name != model_files.NONE_CHOICE:
+            lora_path = model_files.resolve("loras", lora_name, download, "Load Wan DiT")
         return io.NodeOutput(
             core_bridge.load_dit(
-                path, precision=precision, attention=attention, compile=compile, cuda_graphs=cuda_graphs
+                path,
+                precision=precision,
+                attention=attention,
+                compile=compile,
+                cuda_graphs=cuda_graphs,
+                lora_path=lora_path,
+                lora_strength=lora_strength,
             )
         )
 

@@ -6,7 +6,7 @@ Plain dataclasses, no ComfyUI imports: a node hands the next one a ``LoadedDiT``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -85,7 +85,6 @@ class StreamConditioning:
     segments: tuple[PromptSegment, ...]
     image: ImageCondition | None = None
     encoder_path: str = ""
-    extras: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.segments or self.segments[0].start_chunk != 0:

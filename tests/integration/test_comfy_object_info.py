@@ -12,7 +12,8 @@ EXPECTED = {
     "WanStreamLoadDiT": {
         "inputs": {
             "model_name": COMBO, "precision": COMBO, "attention": COMBO,
-            "compile": "BOOLEAN", "cuda_graphs": "BOOLEAN", "download": "BOOLEAN",
+            "compile": "BOOLEAN", "cuda_graphs": "BOOLEAN", "download": "BOOLEAN", "lora_name": COMBO,
+            "lora_strength": "FLOAT",
         },
         "optional": {},
         "outputs": ["WANSTREAM_DIT"],

@@ -18,8 +18,19 @@ EXPECTED = {
     "t2v_self_forcing_1.3b": (21, (64, 64), 2, 4),  # 6 latent frames = 2 chunks of 3, 4 steps (Self-Forcing)
     "i2v_wan2.1_14b_480p": (9, (64, 64), 1, 40),  # base Wan2.1 I2V: whole video, 40 Euler steps
     "ti2v_wan2.2_5b": (9, (64, 64), 1, 50),  # Wan2.2 TI2V 5B: whole video, 50 Euler steps
-    "long_video_prompt_switch": (33, (64, 64), 3, 4),  # 9 latent frames, switches at chunks 1 and 2
+    "long_video_prompt_switch": (69, (64, 64), 6, 4),  # LongLive, 18 latent frames, switches at chunks 2, 4
 }
+
+
+def _run_previews(comfy, prompt: dict) -> list[list[str]]:
+    """Queue ``prompt``; the preview frames (base64 JPEGs) of each chunk, in chunk order."""
+    with comfy.listen() as ws:
+        prompt_id = comfy.queue(prompt)
+        assert comfy.wait(prompt_id, timeout=240)["status"]["status_str"] == "success"
+        ws.wait_for(
+            lambda m: m.type == "execution_success" and m.data.get("prompt_id") == prompt_id, timeout=30
+        )
+        return [m.data["frames"] for m in ws.of("wanstream.preview", prompt_id)]
 
 
 def _decode_mp4(data: bytes) -> tuple[int, tuple[int, int], float]:
@@ -36,11 +47,14 @@ def test_api_workflow_runs(comfy, comfy_server, name):
     with comfy.listen() as ws:
         prompt_id = comfy.queue(tiny_api_prompt(name))
         entry = comfy.wait(prompt_id, timeout=240)
-        ws.wait_for(
-            lambda m: m.type == "execution_success" and m.data.get("prompt_id") == prompt_id, timeout=30
+        end = ws.wait_for(
+            lambda m: (
+                m.type in ("execution_success", "execution_error") and m.data.get("prompt_id") == prompt_id
+            ),
+            timeout=30,
         )
-    status = entry["status"]
-    assert status["status_str"] == "success", status
+    assert end.type == "execution_success", end.data.get("exception_message")
+    assert entry["status"]["status_str"] == "success", entry["status"]
 
     # the mp4 written by SaveVideo
     videos = entry["outputs"][SAVE]["images"]
@@ -67,3 +81,15 @@ def test_api_workflow_runs(comfy, comfy_server, name):
     first = Image.open(io.BytesIO(base64.b64decode(previews[0]["frames"][0])))
     assert first.format == "JPEG" and first.size == size
     assert [m.data["node"] for m in ws.of("executed", prompt_id)][-1] == SAVE
+
+
+def test_prompt_switch_changes_the_video_from_its_chunk_on(comfy):
+    """Same seed, with and without the switches: chunks before the first switch (chunk 2) are the same
+    frames, every chunk from it on differs (the new prompt's cross-attention and the re-encoded cache)."""
+    name = "long_video_prompt_switch"
+    seed = {"6": {"seed": 321}}
+    switched = _run_previews(comfy, tiny_api_prompt(name, **seed))
+    plain = _run_previews(comfy, tiny_api_prompt(name, **seed, **{"2": {"prompt_switches": ""}}))
+    assert len(switched) == len(plain) == 6
+    assert switched[:2] == plain[:2]
+    assert all(a != b for a, b in zip(switched[2:], plain[2:]))

@@ -8,6 +8,8 @@ layout the real file has, so the pack's loaders detect and load them exactly as 
 - ``wan2.1_i2v_480p_14B_fp8_scaled.safetensors``: ComfyUI fp8 scaled (``model.diffusion_model.`` prefix,
   float8_e4m3fn block Linears + ``scale_weight``, ``scaled_fp8`` marker), Wan2.1 I2V (CLIP cross-attention)
 - ``wan2.2_ti2v_5B_fp16.safetensors``: bare keys, fp16, 48-channel TI2V
+- ``longlive_base.pt`` (``{"generator": {"model.<wan key>"}}``) + ``loras/longlive_lora.pt`` (PEFT
+  ``base_model.model.<layer>.lora_{A,B}.weight`` in ``{"generator_lora": ...}``)
 - ``umt5_xxl_fp8_e4m3fn_scaled.safetensors``: transformers/ComfyUI UMT5 layout, fp8 scaled, with the
   SentencePiece tokenizer embedded as the ``spiece_model`` uint8 tensor (a tiny trained model)
 - ``clip_vision_h.safetensors``: transformers ``CLIPVisionModelWithProjection`` layout (ViT, 224 px / 14)
@@ -77,6 +79,34 @@ def _dit(model_type: str, seed: int):
     return _randomize(WanDiT(cfg), seed)
 
 
+def _peft_lora(dit_state: dict[str, torch.Tensor], rank: int, seed: int) -> dict[str, torch.Tensor]:
+    """``peft.get_peft_model_state_dict`` layout: ``base_model.model.<layer>.lora_{A,B}.weight``."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for k, w in dit_state.items():
+        if (
+            k.startswith("blocks.")
+            and k.endswith(".weight")
+            and w.ndim == 2
+            and (".self_attn." in k or ".ffn." in k)
+        ):
+            layer = "base_model.model." + k[: -len(".weight")]
+            out[layer + ".lora_A.weight"] = torch.randn(rank, w.shape[1], generator=g) * 0.05
+            out[layer + ".lora_B.weight"] = torch.randn(w.shape[0], rank, generator=g) * 0.05
+    return out
+
+
+def _visible_taehv(cfg, seed: int):
+    """A random TAEHV whose frames are mid-gray with visible structure (not clamped to black), so
+    that different latents give different preview JPEGs."""
+    from wan_core.vae import TAEHV
+
+    model = _randomize(TAEHV(cfg), seed, std=0.3)
+    with torch.no_grad():
+        model.decoder[-1].bias.fill_(0.5)
+    return model
+
+
 def _spiece_model() -> bytes:
     import sentencepiece as spm
 
@@ -143,7 +173,7 @@ def _images(input_dir: Path) -> None:
 
 
 def _write_all(models: Path, input_dir: Path) -> None:
-    from wan_core.vae import TAEHV, TAEHVConfig, WanVAE21, WanVAE21Config, WanVAE22, WanVAE22Config
+    from wan_core.vae import TAEHVConfig, WanVAE21, WanVAE21Config, WanVAE22, WanVAE22Config
 
     dm, vae, approx = models / "diffusion_models", models / "vae", models / "vae_approx"
     # DiTs
@@ -166,6 +196,11 @@ def _write_all(models: Path, input_dir: Path) -> None:
         dm / "wan2.1_i2v_480p_14B_fp8_scaled.safetensors",
     )
     save_file(_state(_dit("ti2v", 3), torch.float16), dm / "wan2.2_ti2v_5B_fp16.safetensors")
+    # LongLive: a causal T2V base (Self-Forcing-style .pt) + a PEFT LoRA of its block Linears
+    torch.save(
+        {"generator": {"model." + k: v for k, v in _state(_dit("t2v", 8)).items()}}, dm / "longlive_base.pt"
+    )
+    torch.save({"generator_lora": _peft_lora(t2v, rank=4, seed=9)}, models / "loras" / "longlive_lora.pt")
     # VAEs and TAEHVs
     vae21 = _state(_randomize(WanVAE21(WanVAE21Config(dim=8)), 4), torch.float16)
     save_file(vae21, vae / "wan_2.1_vae.safetensors")
@@ -175,13 +210,9 @@ def _write_all(models: Path, input_dir: Path) -> None:
     )
     shutil.copyfile(vae / "wan_2.1_vae.safetensors", dm / WRONG_KIND_DIT)
     tiny_tae = dict(encoder_width=8, decoder_widths=(16, 8, 8, 8))
-    torch.save(_state(_randomize(TAEHV(TAEHVConfig(**tiny_tae)), 6), torch.float16), approx / "taew2_1.pth")
-    torch.save(
-        _state(
-            _randomize(TAEHV(TAEHVConfig(latent_channels=48, patch_size=2, **tiny_tae)), 7), torch.float16
-        ),
-        approx / "taew2_2.pth",
-    )
+    torch.save(_state(_visible_taehv(TAEHVConfig(**tiny_tae), 6), torch.float16), approx / "taew2_1.pth")
+    taew22 = _visible_taehv(TAEHVConfig(latent_channels=48, patch_size=2, **tiny_tae), 7)
+    torch.save(_state(taew22, torch.float16), approx / "taew2_2.pth")
     # encoders
     save_file(_umt5_file(), models / "text_encoders" / "umt5_xxl_fp8_e4m3fn_scaled.safetensors")
     save_file(_clip_file(), models / "clip_vision" / "clip_vision_h.safetensors")
@@ -194,7 +225,7 @@ def _write_all(models: Path, input_dir: Path) -> None:
 
 def install_tiny_models(models_dir: Path, input_dir: Path) -> dict[str, Path]:
     """Write every tiny model; returns {file name: path}."""
-    for folder in ("diffusion_models", "vae", "vae_approx", "text_encoders", "clip_vision"):
+    for folder in ("diffusion_models", "vae", "vae_approx", "text_encoders", "clip_vision", "loras"):
         (models_dir / folder).mkdir(parents=True, exist_ok=True)
     input_dir.mkdir(parents=True, exist_ok=True)
     _write_all(models_dir, input_dir)

@@ -12,16 +12,17 @@ NAMES = ["t2v_self_forcing_1.3b", "i2v_wan2.1_14b_480p", "ti2v_wan2.2_5b", "long
 
 # Widget values the tests change so that the tiny models run in seconds on a CPU: video size and
 # length (the tiny models keep the real strides and chunk sizes), and the prompt-switch chunks of
-# the long-video workflow (its real switches are at chunks 7 and 14 of 20).
+# the long-video workflow (LongLive; its real switches are at chunks 7 and 14 of 20).
 TINY_SIZE = {"width": 64, "height": 64}
 TINY_OVERRIDES: dict[str, dict[str, dict]] = {
     "t2v_self_forcing_1.3b": {"6": {**TINY_SIZE, "frames": 21}},  # 6 latent frames = 2 chunks of 3
     "i2v_wan2.1_14b_480p": {"6": {"frames": 9}},  # size comes from the 64x64 start image
     "ti2v_wan2.2_5b": {"6": {"frames": 9}},
     "long_video_prompt_switch": {
-        "6": {**TINY_SIZE, "frames": 33},  # 9 latent frames = 3 chunks
+        # 18 latent frames = 6 chunks: more than LongLive's window of 12 + sink of 3, so the cache rolls
+        "6": {**TINY_SIZE, "frames": 69},
         "2": {
-            "prompt_switches": "1: a balloon over a river valley\n2: a balloon landing in a village square"
+            "prompt_switches": "2: a balloon over a river valley\n4: a balloon landing in a village square"
         },
     },
 }
