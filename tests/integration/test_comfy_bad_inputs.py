@@ -1,6 +1,7 @@
 """Bad inputs end as an ``execution_error`` whose message names the problem and the fix, and the
 server stays up and keeps working: a file of the wrong kind, frames that do not fit the VAE, a start
-image whose size does not fit the model's stride, and an image / sampler size mismatch."""
+image whose size does not fit the model's stride, an image / sampler size mismatch, and a known
+model file that is not downloaded (download off)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,17 @@ CASES = {
         {"1": {"model_name": WRONG_KIND_DIT}},
         "1",
         ["Load Wan DiT", WRONG_KIND_DIT, "Wan VAE"],
+    ),
+    # a known model that is not downloaded yet, with download off
+    "missing_known_file": (
+        "t2v_self_forcing_1.3b",
+        {"1": {"model_name": "wan2.1_t2v_1.3B_fp16.safetensors"}},
+        "1",
+        [
+            "wan2.1_t2v_1.3B_fp16.safetensors is not in models/diffusion_models",
+            "Turn on 'download'",
+            "huggingface.co",
+        ],
     ),
     # 20 frames: the Wan VAE makes 1 + 4k frames
     "frames_do_not_fit": (

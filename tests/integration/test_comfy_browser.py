@@ -64,6 +64,10 @@ def test_ui_workflow_loads_and_converts_to_api_twin(browser_results, name):
     assert not [n for n in got["loaded"] if n["errors"]]
     assert sorted(n["type"] for n in got["loaded"]) == sorted(n["type"] for n in ui_graph(name)["nodes"])
     assert got["api"] == api_prompt(name)
+    # the pack's front-end code raised nothing in the page
+    assert not [
+        line for line in browser_results["logs"] if "wan_stream_player" in line or "WanStream" in line
+    ]
 
 
 def test_t2v_from_the_ui_streams_preview_frames(browser_results, comfy_server):
