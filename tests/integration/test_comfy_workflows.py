@@ -78,6 +78,18 @@ def test_api_workflow_runs(comfy, comfy_server, name):
     assert [p["chunk"] for p in previews] == list(range(chunks))
     assert all(p["node"] == SAMPLER and p["num_chunks"] == chunks for p in previews)
     assert sum(len(p["frames"]) for p in previews) == frames  # TAEHV makes as many frames as the VAE
+    # streamed: each chunk's frames arrive before the next chunk's first denoising step
+    order = [
+        m
+        for m in ws.messages
+        if m.type in ("wanstream.progress", "wanstream.preview") and m.data.get("prompt_id") == prompt_id
+    ]
+    for c in range(chunks - 1):
+        shown = next(i for i, m in enumerate(order) if m.type == "wanstream.preview" and m.data["chunk"] == c)
+        nxt = next(
+            i for i, m in enumerate(order) if m.type == "wanstream.progress" and m.data["chunk"] == c + 1
+        )
+        assert shown < nxt, f"chunk {c} preview came after chunk {c + 1} started"
     first = Image.open(io.BytesIO(base64.b64decode(previews[0]["frames"][0])))
     assert first.format == "JPEG" and first.size == size
     assert [m.data["node"] for m in ws.of("executed", prompt_id)][-1] == SAVE
@@ -93,3 +105,14 @@ def test_prompt_switch_changes_the_video_from_its_chunk_on(comfy):
     assert len(switched) == len(plain) == 6
     assert switched[:2] == plain[:2]
     assert all(a != b for a, b in zip(switched[2:], plain[2:]))
+
+
+def test_decode_chunk_with_taehv(comfy, comfy_server):
+    """VAE Decode Chunk also takes the TAEHV (fast decode): same frame count and size as the VAE."""
+    prompt = tiny_api_prompt("t2v_self_forcing_1.3b", **{"7": {"vae": ["4", 0], "chunk_frames": 2}})
+    prompt_id = comfy.queue(prompt)
+    entry = comfy.wait(prompt_id, timeout=240)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    video = entry["outputs"][SAVE]["images"][0]
+    n, wh, _ = _decode_mp4(comfy.view(video["filename"], video["subfolder"]))
+    assert (n, wh) == (21, (64, 64))
