@@ -128,20 +128,31 @@ def comfy_base(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def comfy_server(comfy_base: Path):
+def fake_hub():
+    """A local Hugging Face file endpoint (127.0.0.1) the server's downloads go to."""
+    from fake_hf_hub import FakeHub
+
+    hub = FakeHub()
+    yield hub
+    hub.close()
+
+
+@pytest.fixture(scope="session")
+def comfy_server(comfy_base: Path, fake_hub):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / "comfyui_server.log"
     # one compute thread: the tiny models gain nothing from more, and on a 2-core CI runner shared with
     # the test process (and the browser) more threads only contend
-    env = dict(
-        os.environ,
-        PYTHONUNBUFFERED="1",
-        HF_HUB_OFFLINE="1",
-        TQDM_DISABLE="1",
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.pop("HF_HUB_OFFLINE", None)
+    # downloads go to the local fake hub only; nothing of the user's HF cache is touched
+    env.update(
+        HF_ENDPOINT=fake_hub.url,
+        HF_HOME=str(comfy_base / "hf_home"),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_XET="1",
     )
     cmd = [
         sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),

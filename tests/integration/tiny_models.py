@@ -223,6 +223,13 @@ def _write_all(models: Path, input_dir: Path) -> None:
     _images(input_dir)
 
 
+def causvid_checkpoint_bytes(seed: int = 21) -> bytes:
+    """A tiny causal T2V DiT in CausVid's ``model.pt`` format (``{"generator": {"model.<wan key>"}}``)."""
+    buf = io.BytesIO()
+    torch.save({"generator": {"model." + k: v.float() for k, v in _state(_dit("t2v", seed)).items()}}, buf)
+    return buf.getvalue()
+
+
 def install_tiny_models(models_dir: Path, input_dir: Path) -> dict[str, Path]:
     """Write every tiny model; returns {file name: path}."""
     for folder in ("diffusion_models", "vae", "vae_approx", "text_encoders", "clip_vision", "loras"):
