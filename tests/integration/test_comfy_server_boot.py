@@ -12,3 +12,12 @@ def test_server_answers_and_pack_imported(comfy_server, comfy):
     assert all("IMPORT FAILED" not in ln for ln in timing), timing
     assert f"Cannot import {comfy_server.base}" not in log
     assert "comfy_entrypoint" not in log, "the extension entry point logged a problem"
+
+
+def test_pyproject_parsed_and_web_extension_served(comfy_server, comfy):
+    log = comfy_server.log_path.read_text(errors="replace")
+    assert "Unable to parse pyproject.toml" not in log  # ComfyUI reads [project] / [tool.comfy] at load
+    extensions = comfy.get("/extensions")
+    assert "/extensions/ComfyUI-Wan-Stream/wan_stream_player.js" in extensions
+    js = comfy.get("/extensions/ComfyUI-Wan-Stream/wan_stream_player.js")
+    assert b"wanstream.preview" in js
