@@ -305,6 +305,12 @@ def sample(
     if overrides:
         p = p.with_overrides(**overrides)
     _check_video_shape(p, cond, width, height, frames, chunks)
+    if len(cond.segments) > 1 and not p.is_autoregressive:
+        raise ValueError(
+            f"Streaming AR Sampler: preset {p.name} generates the whole video at once, so it cannot switch "
+            "prompts at chunks; clear Encode UMT5 Prompt's prompt_switches or pick an autoregressive preset "
+            "(e.g. longlive-1.3b)."
+        )
 
     model = dit.model
     if dit_low_noise is not None:

@@ -1,7 +1,7 @@
 """Bad inputs end as an ``execution_error`` whose message names the problem and the fix, and the
 server stays up and keeps working: a file of the wrong kind, frames that do not fit the VAE, a start
-image whose size does not fit the model's stride, an image / sampler size mismatch, and a known
-model file that is not downloaded (download off)."""
+image whose size does not fit the model's stride, an image / sampler size mismatch, a known
+model file that is not downloaded (download off), and prompt switches with a one-pass preset."""
 
 from __future__ import annotations
 
@@ -16,6 +16,13 @@ CASES = {
         {"1": {"model_name": WRONG_KIND_DIT}},
         "1",
         ["Load Wan DiT", WRONG_KIND_DIT, "Wan VAE"],
+    ),
+    # prompt switches with a preset that makes the whole video in one pass
+    "switch_on_bidirectional_preset": (
+        "long_video_prompt_switch",
+        {"6": {"preset": "wan2.1-t2v-1.3b"}},
+        "6",
+        ["generates the whole video at once", "prompt_switches", "autoregressive preset"],
     ),
     # a known model that is not downloaded yet, with download off
     "missing_known_file": (
