@@ -86,7 +86,7 @@ class WanStreamARSampler(io.ComfyNode):
                     min=-1,
                     max=4096,
                     tooltip="Attention window in latent frames, the current chunk included (-1: the preset's, e.g. 21 "
-                    "for Self-Forcing, 12 for LongLive). Memory grows with it, not with the video length.",
+                    "for Self-Forcing). Memory grows with it, not with the video length.",
                 ),
                 io.Int.Input(
                     "sink_frames",

@@ -10,6 +10,7 @@ import io
 import av
 import pytest
 from PIL import Image
+from tiny_models import START_IMAGE
 from workflow_files import NAMES, tiny_api_prompt
 
 SAMPLER, SAVE = "6", "9"
@@ -116,3 +117,26 @@ def test_decode_chunk_with_taehv(comfy, comfy_server):
     video = entry["outputs"][SAVE]["images"][0]
     n, wh, _ = _decode_mp4(comfy.view(video["filename"], video["subfolder"]))
     assert (n, wh) == (21, (64, 64))
+
+
+def test_start_image_with_an_autoregressive_t2v_model(comfy):
+    """I2V Control Encode (Wan 2.1 VAE, no CLIP) in front of Self-Forcing: the T2V model streams from
+    the start image (its first latent frame is held to the image's latent)."""
+    prompt = tiny_api_prompt("t2v_self_forcing_1.3b")
+    prompt["10"] = {"class_type": "LoadImage", "inputs": {"image": START_IMAGE}}
+    prompt["5"] = {
+        "class_type": "WanStreamI2VControlEncode",
+        "inputs": {
+            "conditioning": ["2", 0],
+            "vae": ["3", 0],
+            "image": ["10", 0],
+            "clip_vision": "none",
+            "download": False,
+        },
+    }
+    prompt["6"]["inputs"].update(conditioning=["5", 0], width=["5", 1], height=["5", 2])
+    prompt_id = comfy.queue(prompt)
+    entry = comfy.wait(prompt_id, timeout=240)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    video = entry["outputs"][SAVE]["images"][0]
+    assert _decode_mp4(comfy.view(video["filename"], video["subfolder"]))[:2] == (21, (64, 64))

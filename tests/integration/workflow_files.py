@@ -19,7 +19,7 @@ TINY_OVERRIDES: dict[str, dict[str, dict]] = {
     "i2v_wan2.1_14b_480p": {"6": {"frames": 9}},  # size comes from the 64x64 start image
     "ti2v_wan2.2_5b": {"6": {"frames": 9}},
     "long_video_prompt_switch": {
-        # 18 latent frames = 6 chunks: more than LongLive's window of 12 + sink of 3, so the cache rolls
+        # 18 latent frames = 6 chunks: more than LongLive's sink + window, so the cache rolls
         "6": {**TINY_SIZE, "frames": 69},
         "2": {
             "prompt_switches": "2: a balloon over a river valley\n4: a balloon landing in a village square"
