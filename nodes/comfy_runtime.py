@@ -1,0 +1,143 @@
+"""ComfyUI's services, used by the nodes: device, precision, memory, interruption, progress, preview.
+
+Imported only inside a running ComfyUI (it imports ``comfy.*`` and ``server`` lazily).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+
+import torch
+
+PRECISIONS = ["auto", "bf16", "fp16", "fp8"]
+VAE_PRECISIONS = ["auto", "bf16", "fp16", "fp32"]
+ATTENTION_BACKENDS = ["auto", "sdpa", "sage", "flash"]
+
+PREVIEW_EVENT = "wanstream.preview"  # one per finished chunk: its decoded frames
+PROGRESS_EVENT = "wanstream.progress"  # one per denoising step: chunk / step counters
+PREVIEW_MAX_SIDE = 512
+
+
+def torch_device() -> torch.device:
+    import comfy.model_management as mm
+
+    return mm.get_torch_device()
+
+
+def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype math runs in. fp8 stores weights in 8 bits and computes in bf16/fp16."""
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if precision == "fp32":
+        return torch.float32
+    if device.type == "cpu":
+        return torch.float32
+    import comfy.model_management as mm
+
+    return torch.bfloat16 if mm.should_use_bf16(device) else torch.float16
+
+
+def free_memory_for(path: str, device: torch.device, factor: float = 1.2) -> None:
+    """Ask ComfyUI to unload its own models until a file of this size fits on ``device``."""
+    import comfy.model_management as mm
+
+    need = int(os.path.getsize(path) * factor) if os.path.isfile(path) else 0
+    mm.free_memory(need, device)
+    mm.soft_empty_cache()
+
+
+def release_memory() -> None:
+    import comfy.model_management as mm
+
+    mm.soft_empty_cache()
+
+
+def check_interrupt() -> None:
+    """Raises ComfyUI's InterruptProcessingException when the user pressed cancel / POST /interrupt."""
+    import comfy.model_management as mm
+
+    mm.throw_exception_if_processing_interrupted()
+
+
+def executing_ids() -> tuple[str | None, str | None]:
+    """(prompt_id, node_id) of the node that is running now."""
+    from comfy_execution.utils import get_executing_context
+
+    ctx = get_executing_context()
+    return (ctx.prompt_id, ctx.node_id) if ctx is not None else (None, None)
+
+
+def _send(event: str, data: dict) -> None:
+    from server import PromptServer
+
+    server = PromptServer.instance
+    server.send_sync(event, data, server.client_id)
+
+
+class StepProgress:
+    """A ComfyUI progress bar over every denoising step of every chunk, plus chunk/step events."""
+
+    def __init__(self, num_chunks: int, steps_per_chunk: int, node_id: str | None, prompt_id: str | None):
+        import comfy.utils
+
+        self.num_chunks = num_chunks
+        self.steps_per_chunk = steps_per_chunk
+        self.node_id = node_id
+        self.prompt_id = prompt_id
+        self.bar = comfy.utils.ProgressBar(num_chunks * steps_per_chunk, node_id=node_id)
+
+    def step(self, chunk: int, step: int) -> None:
+        """Called after denoising step ``step`` (0-based) of chunk ``chunk`` finished."""
+        self.bar.update_absolute(chunk * self.steps_per_chunk + step + 1)
+        _send(
+            PROGRESS_EVENT,
+            {
+                "node": self.node_id,
+                "prompt_id": self.prompt_id,
+                "chunk": chunk,
+                "num_chunks": self.num_chunks,
+                "step": step + 1,
+                "num_steps": self.steps_per_chunk,
+            },
+        )
+
+    def chunk_frames(self, chunk: int, frames: torch.Tensor, fps: float) -> None:
+        """Send a finished chunk's decoded frames ``[F, H, W, 3]`` in [0, 1] to the browser as JPEGs."""
+        _send(
+            PREVIEW_EVENT,
+            {
+                "node": self.node_id,
+                "prompt_id": self.prompt_id,
+                "chunk": chunk,
+                "num_chunks": self.num_chunks,
+                "fps": fps,
+                "width": int(frames.shape[2]),
+                "height": int(frames.shape[1]),
+                "frames": encode_jpeg_frames(frames),
+            },
+        )
+
+
+def encode_jpeg_frames(
+    frames: torch.Tensor, max_side: int = PREVIEW_MAX_SIDE, quality: int = 80
+) -> list[str]:
+    """``[F, H, W, 3]`` floats in [0, 1] -> base64 JPEG strings (downscaled to ``max_side``)."""
+    from PIL import Image
+
+    arr = (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    out = []
+    for frame in arr:
+        img = Image.fromarray(frame)
+        scale = max_side / max(img.size)
+        if scale < 1:
+            img = img.resize(
+                (max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR
+            )
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=quality)
+        out.append(base64.b64encode(buf.getvalue()).decode("ascii"))
+    return out

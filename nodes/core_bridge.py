@@ -1,0 +1,410 @@
+"""The one place where the nodes call ``wan_core`` (imported lazily, inside each call).
+
+Every function takes and returns the typed ``payloads`` objects; the nodes stay declarations.
+Conventions at this boundary: ComfyUI IMAGE ``[N, H, W, 3]`` in [0, 1]; ComfyUI LATENT ``samples``
+are **raw** VAE latents ``[1, C, T, h, w]``; inside ``wan_core`` latents are normalized.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import torch
+
+from . import comfy_runtime as rt
+from .payloads import ImageCondition, LoadedDiT, LoadedVAE, PromptSegment, RuntimeOptions, StreamConditioning
+
+log = logging.getLogger("wan_stream")
+
+# --------------------------------------------------------------------------------------------------
+# loaders
+
+
+def _file_is_fp8(path: str) -> bool:
+    from wan_core.checkpoint import open_checkpoint
+    from wan_core.quant import is_fp8
+
+    ck = open_checkpoint(path)
+    return any(is_fp8(ck.dtype(k)) for k in ck.keys())
+
+
+def load_dit(
+    path: str,
+    precision: str,
+    attention: str,
+    compile: bool,
+    cuda_graphs: bool,
+    lora_path: str | None = None,
+    lora_strength: float = 1.0,
+) -> LoadedDiT:
+    from wan_core.dit.loader import load_dit as core_load_dit
+
+    device = rt.torch_device()
+    dtype = rt.compute_dtype("auto" if precision == "fp8" else precision, device)
+    if precision == "fp8" and not _file_is_fp8(path):
+        raise ValueError(
+            f"Load Wan DiT: precision fp8 needs an fp8 weight file, but {path} stores 16/32-bit weights. "
+            "Pick an *_fp8_scaled.safetensors file, or precision auto / bf16 / fp16."
+        )
+    if cuda_graphs and device.type != "cuda":
+        raise ValueError(
+            f"Load Wan DiT: CUDA graphs need a CUDA GPU (this ComfyUI runs on {device}); turn cuda_graphs off."
+        )
+    rt.free_memory_for(path, device)
+    model = core_load_dit(path, dtype=dtype, device=device, attention=attention)
+    if lora_path is not None:
+        from wan_core.rollout.lora import merge_lora
+
+        merged = merge_lora(model, lora_path, scale=lora_strength)
+        log.info("Load Wan DiT: merged %d LoRA layers of %s (strength %s)", merged, lora_path, lora_strength)
+    cfg = model.config
+    family = getattr(cfg, "model_type", "t2v")
+    desc = f"Wan DiT {family} dim {cfg.dim} x {cfg.num_layers} layers, in {cfg.in_dim} / out {cfg.out_dim} channels"
+    log.info("Load Wan DiT: %s (%s) on %s in %s", path, desc, device, dtype)
+    options = RuntimeOptions(dtype=dtype, attention=attention, compile=compile, cuda_graphs=cuda_graphs)
+    return LoadedDiT(model=model, path=path, family=family, options=options, device=device, description=desc)
+
+
+def load_vae(path: str, precision: str) -> LoadedVAE:
+    from wan_core.vae.loader import load_vae as core_load_vae
+
+    device = rt.torch_device()
+    dtype = rt.compute_dtype(precision, device)
+    rt.free_memory_for(path, device)
+    model = core_load_vae(path, dtype=dtype, device=device)
+    kind = "wan22" if model.z_dim == 48 else "wan21"
+    return LoadedVAE(
+        model=model,
+        path=path,
+        kind=kind,
+        latent_channels=model.z_dim,
+        spatial_stride=model.spatial_scale,
+        temporal_stride=model.temporal_scale,
+        dtype=dtype,
+        device=device,
+    )
+
+
+def load_taehv(path: str, precision: str) -> LoadedVAE:
+    from wan_core.vae.loader import load_taehv as core_load_taehv
+
+    device = rt.torch_device()
+    dtype = rt.compute_dtype(precision, device)
+    model = core_load_taehv(path, dtype=dtype, device=device)
+    return LoadedVAE(
+        model=model,
+        path=path,
+        kind="taehv",
+        latent_channels=model.latent_channels,
+        spatial_stride=model.spatial_scale,
+        temporal_stride=4,
+        dtype=dtype,
+        device=device,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# text
+
+_PROMPT_CACHE = None
+_PROMPT_CACHE_LOCK = threading.Lock()
+
+
+def _prompt_cache():
+    global _PROMPT_CACHE
+    with _PROMPT_CACHE_LOCK:
+        if _PROMPT_CACHE is None:
+            from wan_core.text import PromptEmbeddingCache
+
+            _PROMPT_CACHE = PromptEmbeddingCache(max_entries=64)
+        return _PROMPT_CACHE
+
+
+def encode_prompt_schedule(
+    encoder_path: str, schedule: list[tuple[int, str]], negative: str, precision: str
+) -> StreamConditioning:
+    """UMT5 embeddings of every prompt of the schedule and of the negative prompt (the presets'
+    default negative prompt when empty; only CFG presets use it). Cached per (file, prompt)."""
+    from wan_core.rollout.presets import DEFAULT_NEGATIVE_PROMPT
+    from wan_core.text import load_tokenizer, load_umt5
+
+    if precision == "fp8" and not _file_is_fp8(encoder_path):
+        raise ValueError(
+            f"Encode UMT5 Prompt: precision fp8 needs an fp8 weight file, but {encoder_path} stores 16/32-bit "
+            "weights. Pick umt5_xxl_fp8_e4m3fn_scaled.safetensors, or precision auto / bf16 / fp16."
+        )
+    negative = negative.strip() or DEFAULT_NEGATIVE_PROMPT
+    texts = [text for _, text in schedule] + [negative]
+    device = rt.torch_device()
+    dtype = rt.compute_dtype("auto" if precision == "fp8" else precision, device)
+
+    def load():
+        rt.free_memory_for(encoder_path, device)
+        return load_umt5(encoder_path, dtype=dtype, device=device), load_tokenizer(encoder_path)
+
+    cache = _prompt_cache()
+    embs = cache.get_or_encode(texts, encoder_path, load)  # [L_i, 4096] each
+    for warning in getattr(cache, "last_warnings", None) or []:
+        log.warning("Encode UMT5 Prompt: %s", warning)
+    rt.release_memory()
+    negative_context = embs[-1][None].float().cpu()
+    segments = tuple(
+        PromptSegment(
+            start_chunk=chunk, text=text, context=emb[None].float().cpu(), negative_context=negative_context
+        )
+        for (chunk, text), emb in zip(schedule, embs[:-1])
+    )
+    return StreamConditioning(segments=segments, encoder_path=encoder_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# image conditioning
+
+
+def encode_image_condition(
+    cond: StreamConditioning, vae: LoadedVAE, image: torch.Tensor, clip_path: str | None
+) -> StreamConditioning:
+    """Start image -> the conditioning of Wan2.1 I2V (Wan 2.1 VAE: mask + latent, + CLIP tokens when a
+    CLIP vision file is given) or Wan2.2 TI2V 5B (Wan 2.2 VAE: the image becomes latent frame 0)."""
+    if vae.is_taehv:
+        raise ValueError(
+            "I2V Control Encode: the image must be encoded with the full Wan VAE (Load Wan VAE), not a TAEHV."
+        )
+    if image.ndim != 4 or image.shape[-1] != 3:
+        raise ValueError(f"I2V Control Encode: expected an IMAGE [N, H, W, 3], got {tuple(image.shape)}")
+    height, width = int(image.shape[1]), int(image.shape[2])
+    stride = vae.spatial_stride * 2  # VAE stride x DiT patch (2x2)
+    model_name = "Wan2.2 TI2V 5B" if vae.kind == "wan22" else "Wan2.1 I2V"
+    if height % stride or width % stride:
+        fit_w, fit_h = max(stride, width // stride * stride), max(stride, height // stride * stride)
+        raise ValueError(
+            f"I2V Control Encode: the image is {width}x{height}, but {model_name} needs width and height that "
+            f"are multiples of {stride} (VAE stride {vae.spatial_stride} x patch 2). Resize or crop it to e.g. "
+            f"{fit_w}x{fit_h} (ComfyUI's ImageScale / ImageCrop nodes)."
+        )
+    pixels = image[:1].permute(0, 3, 1, 2).float() * 2.0 - 1.0  # [1, 3, H, W] in [-1, 1]
+    clip_features = None
+    if clip_path is not None:
+        if vae.kind == "wan22":
+            raise ValueError(
+                "I2V Control Encode: Wan2.2 TI2V 5B takes no CLIP vision features; set clip_vision to 'none'."
+            )
+        from wan_core.text.clip_loader import load_clip_vision
+        from wan_core.text.clip_preprocess import clip_preprocess
+
+        device = rt.torch_device()
+        rt.free_memory_for(clip_path, device)
+        clip = load_clip_vision(clip_path, dtype=rt.compute_dtype("auto", device), device=device)
+        with torch.no_grad():
+            px = clip_preprocess(pixels.to(device), mode="squash").to(
+                clip.dtype if hasattr(clip, "dtype") else torch.float32
+            )
+            clip_features = clip.encode(px).float().cpu()  # [1, 257, 1280]
+        del clip
+        rt.release_memory()
+    mode = "wan22_ti2v" if vae.kind == "wan22" else "wan21_i2v"
+    return cond.with_image(
+        ImageCondition(
+            mode=mode, width=width, height=height, image=pixels, vae=vae, clip_features=clip_features
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# sampling
+
+
+class _VAEEncoderOnDevice:
+    """The VAE's streaming encoder as the pipeline calls it, taking float32 frames on any device
+    (the VAE may run in bf16/fp16 on the GPU); returns float32 normalized latents."""
+
+    def __init__(self, vae: LoadedVAE):
+        self.model = vae.model
+        self.device, self.dtype = vae.device, vae.dtype
+
+    def new_encode_cache(self):
+        return self.model.new_encode_cache()
+
+    @torch.no_grad()
+    def encode_chunk(self, frames: torch.Tensor, cache) -> torch.Tensor:
+        return self.model.encode_chunk(frames.to(self.device, self.dtype), cache).float()
+
+
+class _ChunkDecoder:
+    """Streaming decode of consecutive normalized latent chunks with a TAEHV or a Wan VAE (the causal
+    state is carried between chunks, so memory stays flat)."""
+
+    def __init__(self, vae: LoadedVAE):
+        self.vae = vae
+        model = vae.model
+        self.state = model.new_decode_state() if vae.is_taehv else model.new_decode_cache()
+
+    @torch.no_grad()
+    def __call__(self, latents: torch.Tensor) -> torch.Tensor:
+        """``[1, C, n, h, w]`` normalized -> frames ``[f, H, W, 3]`` in [0, 1] (float32, CPU)."""
+        if latents.shape[1] != self.vae.latent_channels:
+            raise ValueError(
+                f"{self.vae.path} decodes {self.vae.latent_channels}-channel latents, but these have "
+                f"{latents.shape[1]} channels: use the VAE / TAEHV of this model family "
+                "(Wan 2.1 latents: 16 channels; Wan2.2 TI2V 5B: 48)."
+            )
+        z = latents.to(device=self.vae.device, dtype=self.vae.dtype)
+        frames = self.vae.model.decode_chunk(z, self.state)  # [1, 3, f, H, W] in [-1, 1]
+        return ((frames[0].float().clamp(-1, 1) + 1.0) * 0.5).permute(1, 2, 3, 0).cpu()
+
+
+def _check_video_shape(
+    preset, cond: StreamConditioning, width: int, height: int, frames: int, chunks: int
+) -> None:
+    if cond.image is not None and (cond.image.width, cond.image.height) != (width, height):
+        raise ValueError(
+            f"Streaming AR Sampler: the start image was encoded at {cond.image.width}x{cond.image.height} but the "
+            f"sampler is set to {width}x{height}. Connect I2V Control Encode's width and height outputs to the "
+            "sampler (or resize the image)."
+        )
+    if chunks == 0 and (frames - 1) % 4:
+        lower, upper = (frames - 1) // 4 * 4 + 1, (frames - 1) // 4 * 4 + 5
+        raise ValueError(
+            f"Streaming AR Sampler: {frames} frames do not fit the Wan VAE, which makes 1 + 4k frames "
+            f"(1 for the first latent frame, 4 for each next one). Use {lower} or {upper} frames."
+        )
+    if chunks > 0 and not preset.is_autoregressive:
+        raise ValueError(
+            f"Streaming AR Sampler: preset {preset.name} generates the whole video at once; set 'chunks' to 0 "
+            "and choose the length with 'frames'."
+        )
+
+
+def sample(
+    dit: LoadedDiT,
+    cond: StreamConditioning,
+    *,
+    width: int,
+    height: int,
+    frames: int,
+    preset: str,
+    seed: int,
+    window_frames: int,
+    sink_frames: int,
+    chunks: int,
+    preview_vae: LoadedVAE | None = None,
+    dit_low_noise: LoadedDiT | None = None,
+) -> torch.Tensor:
+    """Run the rollout chunk by chunk; returns the raw latent ``[1, C, T, h, w]`` (CPU, float32)."""
+    from wan_core.rollout.pipeline import StreamingPipeline
+    from wan_core.rollout.presets import get_preset
+    from wan_core.vae.latent_norm import to_raw
+
+    p = get_preset(preset)
+    overrides = {}
+    if window_frames >= 0:
+        overrides["window_frames"] = window_frames
+    if sink_frames >= 0:
+        overrides["sink_frames"] = sink_frames
+    if overrides:
+        p = p.with_overrides(**overrides)
+    _check_video_shape(p, cond, width, height, frames, chunks)
+    if len(cond.segments) > 1 and not p.is_autoregressive:
+        raise ValueError(
+            f"Streaming AR Sampler: preset {p.name} generates the whole video at once, so it cannot switch "
+            "prompts at chunks; clear Encode UMT5 Prompt's prompt_switches or pick an autoregressive preset "
+            "(e.g. longlive-1.3b)."
+        )
+
+    model = dit.model
+    if dit_low_noise is not None:
+        from wan_core.dit import DualExpertDiT
+
+        if p.boundary is None:
+            raise ValueError(f"Streaming AR Sampler: preset {p.name} uses one DiT; disconnect dit_low_noise.")
+        model = DualExpertDiT(dit.model, dit_low_noise.model, p.boundary)
+
+    image = cond.image
+    prompt_id, node_id = rt.executing_ids()
+    progress_box: dict = {}
+
+    def on_step(done: int, total: int | None, chunk: int) -> None:
+        reporter = progress_box.get("reporter")
+        if reporter is not None:
+            reporter.step(chunk, done - 1 - chunk * reporter.steps_per_chunk)
+
+    clip_features = image.clip_features if image is not None else None
+    pipe = StreamingPipeline(
+        model,
+        p,
+        vae=_VAEEncoderOnDevice(image.vae) if image is not None else None,
+        clip_vision=(lambda _img: clip_features.to(dit.device)) if clip_features is not None else None,
+        cuda_graphs=dit.options.cuda_graphs,
+        compile=dit.options.compile,
+        progress=on_step,
+        interrupt=rt.check_interrupt,  # raises ComfyUI's interrupt exception before the next step
+    )
+    first = cond.segments[0]
+    switches = {s.start_chunk: s.context.to(dit.device) for s in cond.segments[1:]}
+    pipe.initialize_cache(
+        first.context.to(dit.device),
+        image=image.image if image is not None else None,
+        height=height,
+        width=width,
+        num_frames=None if chunks > 0 else frames,
+        num_chunks=chunks if chunks > 0 else None,
+        seed=seed,
+        negative_prompt=first.negative_context.to(dit.device) if first.negative_context is not None else None,
+        prompt_switches=None,
+    )
+    num_chunks = pipe.num_chunks
+    late = sorted(c for c in switches if c >= num_chunks)
+    if late:
+        log.warning(
+            "Streaming AR Sampler: prompt switches at chunks %s are after the last chunk (%d)",
+            late,
+            num_chunks - 1,
+        )
+    for c in [c for c in switches if c < num_chunks]:
+        pipe.switch_prompt(switches[c], c)
+    steps_per_chunk = pipe.total_steps // num_chunks
+    progress_box["reporter"] = reporter = rt.StepProgress(num_chunks, steps_per_chunk, node_id, prompt_id)
+    decoder = _ChunkDecoder(preview_vae) if preview_vae is not None else None
+
+    latents = []
+    for i in range(num_chunks):
+        result = pipe.generate(i)  # [1, C, n, h, w] normalized
+        latents.append(result.latents.float().cpu())
+        if decoder is not None:
+            reporter.chunk_frames(i, decoder(result.latents), fps=float(p.fps))
+        rt.check_interrupt()
+        pipe.finalize(i)
+    del pipe
+    rt.release_memory()
+    return to_raw(torch.cat(latents, dim=2))
+
+
+# --------------------------------------------------------------------------------------------------
+# decoding
+
+
+def decode_latent(vae: LoadedVAE, latent: torch.Tensor, chunk_frames: int) -> torch.Tensor:
+    """Raw LATENT ``[1, C, T, h, w]`` -> IMAGE ``[F, H, W, 3]`` in [0, 1], ``chunk_frames`` latent frames at a time."""
+    from wan_core.vae.latent_norm import to_normalized
+
+    if latent.ndim != 5:
+        raise ValueError(
+            f"VAE Decode Chunk: expected a video latent [B, C, T, h, w], got shape {tuple(latent.shape)} "
+            "(an image latent from another sampler?)"
+        )
+    if latent.shape[1] != vae.latent_channels:
+        raise ValueError(
+            f"VAE Decode Chunk: {vae.path} decodes {vae.latent_channels}-channel latents but this latent has "
+            f"{latent.shape[1]} channels: use the VAE / TAEHV of this model family (Wan 2.1: 16, Wan2.2 TI2V 5B: 48)."
+        )
+    if latent.shape[0] != 1:
+        raise ValueError(f"VAE Decode Chunk: decodes one video at a time, got a batch of {latent.shape[0]}")
+    z = to_normalized(latent.float())
+    decoder = _ChunkDecoder(vae)
+    out = []
+    for start in range(0, z.shape[2], chunk_frames):
+        rt.check_interrupt()
+        out.append(decoder(z[:, :, start : start + chunk_frames]))
+    rt.release_memory()
+    return torch.cat(out, dim=0)

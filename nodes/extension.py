@@ -1,0 +1,30 @@
+"""The ``comfy_api.latest`` extension that registers every node of the pack."""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from .decode import WanStreamDecodeChunk
+from .encode_prompt import WanStreamEncodePrompt
+from .i2v_encode import WanStreamI2VControlEncode
+from .loaders import WanStreamLoadDiT, WanStreamLoadTAEHV, WanStreamLoadVAE
+from .sampler import WanStreamARSampler
+
+NODES: list[type[io.ComfyNode]] = [
+    WanStreamLoadDiT,
+    WanStreamLoadVAE,
+    WanStreamLoadTAEHV,
+    WanStreamEncodePrompt,
+    WanStreamI2VControlEncode,
+    WanStreamARSampler,
+    WanStreamDecodeChunk,
+]
+
+
+class WanStreamExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)
+
+
+async def comfy_entrypoint() -> WanStreamExtension:
+    return WanStreamExtension()

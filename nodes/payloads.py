@@ -1,0 +1,104 @@
+"""The typed objects that travel between the pack's nodes (the values of its custom socket types).
+
+Plain dataclasses, no ComfyUI imports: a node hands the next one a ``LoadedDiT`` / ``LoadedVAE`` /
+``StreamConditioning`` object, never a loose dict of keyword arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How a model runs: compute dtype, attention backend, torch.compile, CUDA graphs."""
+
+    dtype: torch.dtype
+    attention: str = "auto"  # auto | sdpa | sage | flash
+    compile: bool = False
+    cuda_graphs: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedDiT:
+    """A Wan DiT loaded by ``Load Wan DiT`` (socket type ``WANSTREAM_DIT``)."""
+
+    model: torch.nn.Module  # wan_core.dit.WanDiT
+    path: str
+    family: str  # "t2v" | "i2v" | "ti2v" (what the weights were trained for, inferred from the keys)
+    options: RuntimeOptions
+    device: torch.device
+    description: str = ""
+
+    @property
+    def config(self) -> Any:
+        return getattr(self.model, "config", None)
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedVAE:
+    """A full Wan VAE (2.1 / 2.2) or a TAEHV (socket type ``WANSTREAM_VAE``)."""
+
+    model: torch.nn.Module
+    path: str
+    kind: str  # "wan21" | "wan22" | "taehv"
+    latent_channels: int  # 16 (Wan 2.1 latents) | 48 (Wan 2.2 TI2V 5B latents)
+    spatial_stride: int  # pixels per latent cell: 8 | 16
+    temporal_stride: int  # 4
+    dtype: torch.dtype
+    device: torch.device
+
+    @property
+    def is_taehv(self) -> bool:
+        return self.kind == "taehv"
+
+
+@dataclass(frozen=True, eq=False)
+class PromptSegment:
+    """One prompt of a (possibly switching) prompt schedule; it applies from ``start_chunk`` on."""
+
+    start_chunk: int
+    text: str
+    context: torch.Tensor  # [1, L, 4096] UMT5 embedding (unpadded)
+    negative_context: torch.Tensor | None = None  # [1, L, 4096] or None (no CFG)
+
+
+@dataclass(frozen=True, eq=False)
+class ImageCondition:
+    """The image part of an I2V / TI2V conditioning, made by ``I2V Control Encode``."""
+
+    mode: str  # "wan21_i2v" (mask + VAE latent + CLIP tokens) | "wan22_ti2v" (first latent frame)
+    width: int
+    height: int
+    image: torch.Tensor  # [1, 3, H, W] in [-1, 1], resized to width x height
+    vae: LoadedVAE
+    clip_features: torch.Tensor | None = None  # [1, 257, 1280] penultimate CLIP-ViT-H tokens (Wan 2.1 I2V)
+
+
+@dataclass(frozen=True, eq=False)
+class StreamConditioning:
+    """What the sampler is conditioned on (socket type ``WANSTREAM_CONDITIONING``)."""
+
+    segments: tuple[PromptSegment, ...]
+    image: ImageCondition | None = None
+    encoder_path: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.segments or self.segments[0].start_chunk != 0:
+            raise ValueError("a prompt schedule needs a prompt that starts at chunk 0")
+        starts = [s.start_chunk for s in self.segments]
+        if starts != sorted(set(starts)):
+            raise ValueError(f"prompt switch chunks must be increasing and unique, got {starts}")
+
+    def with_image(self, image: ImageCondition) -> StreamConditioning:
+        return replace(self, image=image)
+
+    def segment_for_chunk(self, chunk: int) -> PromptSegment:
+        current = self.segments[0]
+        for seg in self.segments:
+            if seg.start_chunk <= chunk:
+                current = seg
+        return current

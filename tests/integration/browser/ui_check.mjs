@@ -1,0 +1,96 @@
+// Browser check of the pack in ComfyUI's real front end (Debian chromium, headless, playwright-core).
+// 1. every UI workflow loads with no missing node types and converts (app.graphToPrompt) to an API
+//    prompt, written to the results file for the Python test to compare with the API twin;
+// 2. optionally queues one workflow from the UI (with widget overrides for tiny models) and waits for
+//    the sampler node's player to show the streamed preview frames; takes a screenshot.
+// Usage: node ui_check.mjs <url> <config.json> <results.json>
+//   config: {workflows: {name: uiGraph}, run: {name, overrides: {nodeId: {widget: value}}, timeout_ms},
+//            screenshot, user_data_dir}
+import fs from "node:fs";
+import { openComfy } from "./common.mjs";
+
+const [url, configPath, resultsPath] = process.argv.slice(2);
+const config = JSON.parse(fs.readFileSync(configPath, "utf8"));
+const results = { workflows: {}, run: null, logs: [] };
+const { context, page, logs } = await openComfy(url, config.user_data_dir);
+
+try {
+  for (const [name, wf] of Object.entries(config.workflows)) {
+    results.workflows[name] = await page.evaluate(async (wf) => {
+      const wanted = [...new Set(wf.nodes.map((n) => n.type))];
+      const missing = wanted.filter((t) => !LiteGraph.registered_node_types[t]);
+      await app.loadGraphData(structuredClone(wf));
+      const loaded = app.graph._nodes.map((n) => ({ id: n.id, type: n.type, errors: !!n.has_errors }));
+      const prompt = await app.graphToPrompt();
+      return { missing, loaded, api: prompt.output };
+    }, wf);
+  }
+
+  if (config.run) {
+    const { name, overrides, timeout_ms } = config.run;
+    await page.evaluate(async ({ wf, overrides }) => {
+      window.__wanstreamEvents = [];
+      for (const t of ["execution_start", "execution_success", "execution_error", "execution_interrupted"])
+        (app.api ?? window.comfyAPI.api.api).addEventListener(t, (e) => window.__wanstreamEvents.push({ type: t, detail: e.detail }));
+      await app.loadGraphData(structuredClone(wf));
+      for (const [id, values] of Object.entries(overrides)) {
+        const node = app.graph.getNodeById(+id);
+        for (const [k, v] of Object.entries(values)) {
+          const w = node.widgets.find((w) => w.name === k);
+          if (!w) throw new Error(`node ${id} has no widget ${k}`);
+          w.value = v;
+        }
+      }
+      await app.queuePrompt(0, 1);
+    }, { wf: config.workflows[name], overrides });
+    const sampler = config.workflows[name].nodes.find((n) => n.type === "WanStreamARSampler").id;
+    const done = await page
+      .waitForFunction(
+        (id) => {
+          const ev = window.__wanstreamEvents.find((e) => e.type !== "execution_start");
+          const p = app.graph.getNodeById(id)?.wanStreamPlayer;
+          return ev && p && (ev.type !== "execution_success" || p.element.dataset.done === "true") ? ev.type : null;
+        },
+        sampler,
+        { timeout: timeout_ms ?? 300000, polling: 250 }
+      )
+      .then((h) => h.jsonValue())
+      .catch((e) => `timeout: ${e.message}`);
+    await page.waitForTimeout(1500); // let the player draw a few frames
+    // bring the sampler node into view for the screenshot
+    await page.evaluate((id) => {
+      const node = app.graph.getNodeById(id);
+      const canvas = app.canvas;
+      canvas.ds.scale = 1;
+      canvas.ds.offset = [-node.pos[0] + 420, -node.pos[1] + 120];
+      canvas.setDirty(true, true);
+    }, sampler);
+    await page.waitForTimeout(800);
+    results.run = await page.evaluate(
+      ({ id, done }) => {
+        const p = app.graph.getNodeById(id).wanStreamPlayer;
+        return {
+          outcome: done,
+          events: window.__wanstreamEvents.map((e) => ({ type: e.type, message: e.detail?.exception_message })),
+          player: { ...p.element.dataset },
+          status: p.status.textContent,
+          canvas: [p.canvas.width, p.canvas.height],
+          // share of the player canvas covered by a drawn frame (opaque JPEG pixels; a blank canvas is 0)
+          drawn: (() => {
+            const ctx = p.canvas.getContext("2d");
+            const d = ctx.getImageData(0, 0, p.canvas.width, p.canvas.height).data;
+            let opaque = 0;
+            for (let i = 3; i < d.length; i += 4) opaque += d[i] === 255 ? 1 : 0;
+            return opaque / (d.length / 4);
+          })(),
+        };
+      },
+      { id: sampler, done }
+    );
+    if (config.screenshot) await page.screenshot({ path: config.screenshot });
+  }
+} finally {
+  results.logs = logs.filter((l) => /error|warn|wanstream/i.test(l) && !/Failed to load resource|ERR_FAILED/.test(l)).slice(0, 200);
+  fs.writeFileSync(resultsPath, JSON.stringify(results, null, 2));
+  await context.close();
+}
