@@ -151,3 +151,20 @@ def test_auto_backend_picks_sage_only_from_version_2(monkeypatch):
     monkeypatch.setattr(A, "_has", lambda name: name == "flash_attn")
     assert A.resolve_backend("auto", "cuda") == "sdpa"
     assert A.resolve_backend("auto", "cpu") == "sdpa"
+
+
+@pytest.mark.parametrize("groups", [1, 3, 12])  # per batch, per frame, per token
+def test_fused_modulate_and_gated_residual_equal_the_plain_formulas(groups):
+    from wan_core.dit.model import _add_gated, _modulate
+
+    g = torch.Generator().manual_seed(groups)
+    b, L, d = 2, 12, 64
+    x = torch.randn(b, L, d, generator=g)
+    shift, scale, gate = (torch.randn(b, groups, d, generator=g) for _ in range(3))
+    rep = L // groups
+    want_mod = x * (1 + scale.repeat_interleave(rep, 1)) + shift.repeat_interleave(rep, 1)
+    assert max_rel_err(_modulate(x, shift, scale), want_mod) <= 1e-6
+    for y in (torch.randn(b, L, d, generator=g), torch.randn(b, L, d, generator=g).bfloat16()):
+        got = _add_gated(x, y, gate)
+        assert got.dtype == torch.float32
+        assert max_rel_err(got, x + y.float() * gate.repeat_interleave(rep, 1)) <= 1e-6

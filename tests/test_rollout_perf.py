@@ -182,3 +182,22 @@ def test_fused_qkv_switch_in_the_pipeline():
     assert pipe.fused_qkv and is_qkv_fused(pipe.dit)
     fused = _rollout(pipe, num_chunks=3)
     assert (fused - plain).abs().max() <= 1e-6 * plain.abs().max()
+
+
+@torch.no_grad()
+def test_lora_merge_into_a_fused_model_unfuses_first(tmp_path):
+    from wan_core.dit.fuse import fuse_qkv_
+    from wan_core.rollout.lora import merge_lora
+
+    plain, fused = _model(), _model()
+    fuse_qkv_(fused)
+    g = torch.Generator().manual_seed(2)
+    lora = {
+        "blocks.0.self_attn.k.lora_A.weight": torch.randn(4, CFG.dim, generator=g),
+        "blocks.0.self_attn.k.lora_B.weight": torch.randn(CFG.dim, 4, generator=g),
+    }
+    torch.save(lora, tmp_path / "lora.pt")
+    assert merge_lora(plain, tmp_path / "lora.pt") == merge_lora(fused, tmp_path / "lora.pt") == 1
+    assert not is_qkv_fused(fused)
+    sd = plain.state_dict()
+    assert all(torch.equal(v, sd[k]) for k, v in fused.state_dict().items())

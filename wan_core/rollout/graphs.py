@@ -87,10 +87,18 @@ class _Captured:
 
 class CudaGraphCapturer:
     """``capturer(fn, pool) -> (replay, out)``: captures ``fn()`` (which reads only static buffers) into
-    a ``torch.cuda.CUDAGraph`` allocated from ``pool``; ``replay()`` reruns it, writing ``out``."""
+    a ``torch.cuda.CUDAGraph`` allocated from ``pool``; ``replay()`` reruns it, writing ``out``.
+
+    Warm-up: ``warmup`` side-stream runs before this capturer's first capture only (process- and
+    stream-level lazy initialisation: cuBLAS handles and workspaces, allocator growth). Later captures
+    run none: ``ChunkForward`` captures a key only after running it eagerly once, which already built
+    the shape-specific state (cuDNN attention plans, compiled kernels, autotuning). A warm-up run costs
+    a full DiT pass, so warming up per fill level would add one pass per level to every video.
+    """
 
     def __init__(self, warmup: int = 1):
         self.warmup = warmup
+        self.warmed_up = False
 
     def new_pool(self):
         return torch.cuda.graph_pool_handle()
@@ -101,9 +109,10 @@ class CudaGraphCapturer:
         with torch.cuda.stream(side):
             # warm-up runs (cuBLAS / cuDNN workspaces on this stream) write this chunk's K/V into its
             # planned slots: the values the replay writes right after, so the cache ends up as eager
-            for _ in range(self.warmup):
+            for _ in range(0 if self.warmed_up else self.warmup):
                 fn()
         torch.cuda.current_stream().wait_stream(side)
+        self.warmed_up = True
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=pool):
             out = fn()
