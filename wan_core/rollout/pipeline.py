@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 import torch
 
 from wan_core.dit.fuse import fuse_qkv_
+from wan_core.rollout.noise import seeded_noise
 
 from .conditioning import ConcatYStream, ImageCondition, stamp_input, stamp_x0
 from .decoders import as_stream_decoder_factory
 from .graphs import ChunkForward, compile_blocks, default_speed_flags, is_compile_error, log, uncompile_blocks
 from .kv_cache import OffsetRollingKVCache
-from .noise import seeded_noise
 from .presets import RolloutPreset
 from .schedulers import flow_to_x0, renoise
 
@@ -519,12 +519,13 @@ class StreamingPipeline:
             if i < st.finalized:
                 return  # already done
             raise ValueError(f"chunk {i} has not been generated")
+        if not self.context_pass_last and i + 1 == self.num_chunks:  # nothing reads the last chunk's K/V
+            x0, y = st.pending.pop(i)
+            st.finalized = i + 1
+            self._remember(self.chunk_bounds(i)[0], x0, y)
+            return
         x0, y = st.pending.pop(i)
         start, n = self.chunk_bounds(i)
-        if not self.context_pass_last and i + 1 == self.num_chunks:  # nothing reads the last chunk's K/V
-            st.finalized = i + 1
-            self._remember(start, x0, y)
-            return
         clean_first = st.image is not None and st.image.mode == "clean_t0" and start == 0
         t = self._timesteps(self.preset.schedule.context_noise, n, clean_first)
         self._run_chunk(x0, t, start, y, st.prompt.cross[0])
