@@ -519,16 +519,12 @@ class StreamingPipeline:
             if i < st.finalized:
                 return  # already done
             raise ValueError(f"chunk {i} has not been generated")
-        if not self.context_pass_last and i + 1 == self.num_chunks:  # nothing reads the last chunk's K/V
-            x0, y = st.pending.pop(i)
-            st.finalized = i + 1
-            self._remember(self.chunk_bounds(i)[0], x0, y)
-            return
         x0, y = st.pending.pop(i)
         start, n = self.chunk_bounds(i)
         clean_first = st.image is not None and st.image.mode == "clean_t0" and start == 0
         t = self._timesteps(self.preset.schedule.context_noise, n, clean_first)
-        self._run_chunk(x0, t, start, y, st.prompt.cross[0])
+        if self.context_pass_last or i + 1 != self.num_chunks:  # nothing reads the last chunk's K/V
+            self._run_chunk(x0, t, start, y, st.prompt.cross[0])
         st.finalized = i + 1
         self._remember(start, x0, y)
 
