@@ -201,3 +201,32 @@ def test_lora_merge_into_a_fused_model_unfuses_first(tmp_path):
     assert not is_qkv_fused(fused)
     sd = plain.state_dict()
     assert all(torch.equal(v, sd[k]) for k, v in fused.state_dict().items())
+
+
+@torch.no_grad()
+def test_compiled_blocks_share_graphs_across_layers():
+    """torch.compile must not specialise a block on its layer index: with ``cache.write(i, ...)`` in the
+    attention closure it recompiled per layer and hit dynamo's recompile limit (8) -- every later
+    layer and fill level then ran eagerly. Traced with the "eager" backend (no code generation)."""
+    import copy
+
+    from torch._dynamo.utils import counters
+
+    from wan_core.rollout.graphs import compile_blocks
+
+    torch._dynamo.reset()
+    counters.clear()
+    try:
+        plain = randomize_(WanDiT(WanDiTConfig(dim=32, ffn_dim=64, num_heads=2, num_layers=10)).eval(), 0)
+        compiled = copy.deepcopy(plain)
+        assert compile_blocks(compiled, backend="eager") == 10
+        outs = []
+        for m in (plain, compiled):
+            pipe = StreamingPipeline(m, _preset(n=2, sink=1, window=6), rope="relative")
+            outs.append(_rollout(pipe, num_chunks=5))  # visible frames 2, 4, 6, 7, 7
+        assert torch.equal(outs[0], outs[1])
+        graphs = counters["stats"]["unique_graphs"]
+        print(f"\n10 compiled blocks, 5 chunks: {graphs} dynamo graphs")
+        assert 1 <= graphs <= 4  # was 8 (the recompile limit) before LayerKV
+    finally:
+        torch._dynamo.reset()

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["CrossAttnCache", "RollingKVCache"]
+__all__ = ["CrossAttnCache", "RollingKVCache", "LayerKV"]
 
 
 @dataclass
@@ -64,6 +64,25 @@ class CrossAttnCache:
         if self.image_k is None:
             return self.text_k[i], self.text_v[i], None, None
         return self.text_k[i], self.text_v[i], self.image_k[i], self.image_v[i]
+
+
+class LayerKV:
+    """One layer's K/V for one planned pass, as read by ``WanDiT.forward_planned``: the layer's buffers,
+    the write index and the visible length -- tensors and a length, no layer index. A compiled block
+    is then specialised only on shapes (not on the layer: with ``cache.write(i, ...)`` torch.compile
+    recompiled once per layer, hit its recompile limit after 8 layers and ran the rest eagerly)."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, write_index: torch.Tensor, kv_tokens: int):
+        self.k, self.v = k, v  # [B, capacity_tokens, heads, head_dim]
+        self.write_index = write_index  # [n * frame_tokens]
+        self.kv_tokens = kv_tokens
+
+    def write(self, k: torch.Tensor, v: torch.Tensor) -> None:  # [B, n*frame_tokens, heads, head_dim]
+        self.k.index_copy_(1, self.write_index, k.to(self.k.dtype))
+        self.v.index_copy_(1, self.write_index, v.to(self.v.dtype))
+
+    def visible(self) -> tuple[torch.Tensor, torch.Tensor]:  # each [B, kv_tokens, heads, head_dim]
+        return self.k[:, : self.kv_tokens], self.v[:, : self.kv_tokens]
 
 
 class RollingKVCache:
@@ -204,6 +223,10 @@ class RollingKVCache:
         idx = self._write_index[n]
         self.k[layer].index_copy_(1, idx, k.to(self.dtype))
         self.v[layer].index_copy_(1, idx, v.to(self.dtype))
+
+    def layer(self, layer: int, n: int) -> LayerKV:
+        """Layer ``layer``'s K/V for the planned chunk of ``n`` frames (what ``forward_planned`` uses)."""
+        return LayerKV(self.k[layer], self.v[layer], self._write_index[n], self.kv_tokens)
 
     def visible(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:  # each [B, kv_tokens, heads, hd]
         return self.k[layer][:, : self.kv_tokens], self.v[layer][:, : self.kv_tokens]

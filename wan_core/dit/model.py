@@ -400,10 +400,18 @@ class WanDiT(nn.Module):
         backend = self.attn_backend
 
         def attend(i):
+            # per-layer tensors, not the layer index, reach the (possibly compiled) block: see LayerKV
+            layer = cache.layer(i, n) if hasattr(cache, "layer") else None
+
             def fn(q, k, v):
                 q = apply_rope(q, cos_q, sin_q)
-                cache.write(i, k if relative else apply_rope(k, cos_q, sin_q), v, n)
-                kk, vv = cache.visible(i)
+                k = k if relative else apply_rope(k, cos_q, sin_q)
+                if layer is not None:
+                    layer.write(k, v)
+                    kk, vv = layer.visible()
+                else:  # a cache with only the write(i) / visible(i) interface
+                    cache.write(i, k, v, n)
+                    kk, vv = cache.visible(i)
                 if relative:
                     kk = apply_rope(kk, cos_k, sin_k)
                 return attention(q, kk.to(q.dtype), vv.to(q.dtype), backend)

@@ -47,17 +47,22 @@ def default_speed_flags(device: torch.device | str) -> tuple[bool, bool]:
     return on, on
 
 
-def compile_blocks(model: torch.nn.Module, mode: str | None = None, dynamic: bool | None = None) -> int:
+def compile_blocks(
+    model: torch.nn.Module, mode: str | None = None, dynamic: bool | None = None, backend: str = "inductor"
+) -> int:
     """``torch.compile`` every transformer block in place (``nn.Module.compile``); returns how many.
 
     Works on a ``WanDiT`` or a ``DualExpertDiT`` (both experts). ``mode`` is passed to
-    ``torch.compile`` (e.g. ``"max-autotune-no-cudagraphs"``; CUDA graphs are applied separately).
+    ``torch.compile`` (e.g. ``"max-autotune-no-cudagraphs"``; CUDA graphs are applied separately);
+    ``backend="eager"`` traces without code generation (tests). The streaming pass hands each block a
+    per-layer ``LayerKV`` (no layer index), so all blocks share a few compiled graphs (per chunk shape /
+    visible length, dynamic after the first change) instead of one per layer.
     """
     experts = model.experts() if hasattr(model, "experts") else (model,)
     n = 0
     for m in experts:
         for blk in m.blocks:
-            blk.compile(mode=mode, dynamic=dynamic)
+            blk.compile(backend=backend, mode=mode, dynamic=dynamic)
             n += 1
     return n
 
