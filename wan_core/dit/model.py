@@ -294,7 +294,11 @@ class WanDiT(nn.Module):
             raise ValueError(f"input has {x.shape[1]} channels, this DiT takes {cfg.in_dim}")
         tok = self.patch_embedding(x.to(device=self.device, dtype=self.compute_dtype))  # [B, dim, f, h, w]
         grid = tuple(tok.shape[2:])
-        return tok.flatten(2).transpose(1, 2).float(), grid
+        # one copy into a contiguous float32 [B, L, dim]: the transposed view kept its layout through the
+        # residual adds of every block (strided LayerNorms / elementwise ops, an extra compiled graph)
+        return tok.flatten(2).transpose(1, 2).to(
+            torch.float32, copy=True, memory_format=torch.contiguous_format
+        ), grid
 
     def _unpatchify(self, x: torch.Tensor, grid) -> torch.Tensor:  # [B, L, p*C] -> [B, C, F, H, W]
         b = x.shape[0]
