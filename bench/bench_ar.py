@@ -81,6 +81,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="ours: CUDA graphs over the chunk step (default: on for CUDA, off on CPU)",
     )
+    p.add_argument(
+        "--fuse-qkv",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ours: one d -> 3d GEMM for q/k/v (default: on for CUDA, off on CPU, as the pipeline)",
+    )
     p.add_argument("--attn-backend", default="sdpa", help="ours: sdpa | sage | flash | auto")
     p.add_argument("--window", type=int, default=None, help="ours: attention window in latent frames")
     p.add_argument("--sink", type=int, default=0, help="ours: sink frames (with --window)")
@@ -265,6 +271,7 @@ def main(argv=None) -> dict:
             "decoders": {k: d.name for k, d in decoders.items()},
             "compile": args.compile,
             "cuda_graphs": args.cuda_graphs,
+            "fuse_qkv": args.fuse_qkv,
             "attn_backend_ours": args.attn_backend,
             "window_ours": args.window,
             "warmup": args.warmup,

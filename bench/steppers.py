@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import torch
 
+from wan_core.rollout.noise import seeded_noise
 from wan_core.rollout.pipeline import StreamingPipeline, chunk_seed
 from wan_core.rollout.presets import get_preset
 from wan_core.rollout.schedulers import FewStepSchedule
 
 
 def chunk_noise(seed: int, i: int, steps: int, shape: tuple[int, ...], device) -> torch.Tensor:
-    """``[steps, B, C, n, h, w]`` float32, the numbers ``StreamingPipeline.chunk_noise`` draws."""
-    g = torch.Generator(device="cpu").manual_seed(chunk_seed(seed, i))
-    return torch.randn((steps, *shape), generator=g, dtype=torch.float32).to(device)
+    """``[steps, B, C, n, h, w]`` float32, the numbers ``StreamingPipeline.chunk_noise`` draws (on ``device``)."""
+    return seeded_noise(chunk_seed(seed, i), (steps, *shape), device)
 
 
 class ReferenceStepper:
@@ -105,13 +105,21 @@ class PipelineStepper:
         t = num_chunks * args.frames_per_chunk
         preset = bench_preset(model.config, args, t)
         model.attn_backend = self.backend
-        self.pipe = StreamingPipeline(model, preset, cuda_graphs=args.cuda_graphs, compile=args.compile)
+        self.pipe = StreamingPipeline(
+            model,
+            preset,
+            cuda_graphs=args.cuda_graphs,
+            compile=args.compile,
+            fuse_qkv=getattr(args, "fuse_qkv", None),
+            context_pass_last=not self.skip_last_context,  # the reference runs it: like for like by default
+        )
         self.context_emb = context
         self.seed = args.seed
         self.init_kw = dict(height=args.height, width=args.width, num_chunks=num_chunks)
         feats = [f"attention {self.backend}"]
         feats.append("CUDA graphs" if self.pipe.cuda_graphs else "no CUDA graphs")
         feats.append("torch.compile" if self.pipe.compiled else "no compile")
+        feats.append("fused QKV" if self.pipe.fused_qkv else "separate q/k/v")
         feats.append(f"window {preset.window_frames}+{preset.sink_frames} sink frames")
         if self.skip_last_context:
             feats.append("no context pass after the last chunk")
@@ -135,9 +143,7 @@ class PipelineStepper:
         return self.pipe.generate(i).latents
 
     def context(self, i: int, x0: torch.Tensor) -> None:
-        if self.skip_last_context and i == self.num_chunks - 1:
-            return
-        self.pipe.finalize(i)
+        self.pipe.finalize(i)  # a no-op DiT-wise for the last chunk with --no-context-pass-last
 
     def release(self) -> None:
         self.model.attn_backend = "sdpa"

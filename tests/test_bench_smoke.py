@@ -181,3 +181,11 @@ def test_fp32_reference_gives_the_bf16_error_yardstick():
     assert "float32" in rep["paths"]["reference"]["description"]
     err = rep["latent_rel_err_ours_vs_reference"]  # ours in bf16 against the same weights in fp32
     assert 1e-5 < err < 0.2
+
+
+def test_fused_qkv_switch_keeps_the_latents():
+    rep = bench_ar.main([*TINY, "--decoder", "none", "--chunks", "3", "--fuse-qkv"])
+    assert rep["config"]["fuse_qkv"] is True
+    assert "fused QKV" in rep["paths"]["ours"]["description"]
+    assert "fused QKV" not in rep["paths"]["reference"]["description"]
+    assert rep["latent_rel_err_ours_vs_reference"] < 1e-6  # 3e-8 with and without fusion (bf16, CPU)

@@ -30,10 +30,11 @@ RoPE modes:
   positions stay below S+W and the video length is unbounded. Until the window is full (and always
   when S=0, since attention depends only on position differences) it equals absolute mode.
 
-Host-side bookkeeping lives in ``plan_chunk(frame_start, n)``, which ``copy_``s into preallocated
-device index buffers; ``WanDiT.forward_planned`` then only reads device tensors and the Python ints
-``kv_frames`` / ``kv_tokens`` (constant once the cache is full), so it can be captured in a CUDA graph
-and replayed after each ``plan_chunk``.
+Host-side bookkeeping lives in ``plan_chunk(frame_start, n)``, which uploads a few ints (pinned,
+non-blocking on CUDA: no host sync) and fills preallocated device index buffers from them;
+``WanDiT.forward_planned`` then only reads device tensors and the Python ints ``kv_frames`` /
+``kv_tokens`` (one value per fill level, constant once the cache is full), so it can be captured in
+a CUDA graph per fill level and replayed after each ``plan_chunk``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["CrossAttnCache", "RollingKVCache"]
+__all__ = ["CrossAttnCache", "RollingKVCache", "LayerKV"]
 
 
 @dataclass
@@ -63,6 +64,25 @@ class CrossAttnCache:
         if self.image_k is None:
             return self.text_k[i], self.text_v[i], None, None
         return self.text_k[i], self.text_v[i], self.image_k[i], self.image_v[i]
+
+
+class LayerKV:
+    """One layer's K/V for one planned pass, as read by ``WanDiT.forward_planned``: the layer's buffers,
+    the write index and the visible length -- tensors and a length, no layer index. A compiled block
+    is then specialised only on shapes (not on the layer: with ``cache.write(i, ...)`` torch.compile
+    recompiled once per layer, hit its recompile limit after 8 layers and ran the rest eagerly)."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, write_index: torch.Tensor, kv_tokens: int):
+        self.k, self.v = k, v  # [B, capacity_tokens, heads, head_dim]
+        self.write_index = write_index  # [n * frame_tokens]
+        self.kv_tokens = kv_tokens
+
+    def write(self, k: torch.Tensor, v: torch.Tensor) -> None:  # [B, n*frame_tokens, heads, head_dim]
+        self.k.index_copy_(1, self.write_index, k.to(self.k.dtype))
+        self.v.index_copy_(1, self.write_index, v.to(self.v.dtype))
+
+    def visible(self) -> tuple[torch.Tensor, torch.Tensor]:  # each [B, kv_tokens, heads, head_dim]
+        return self.k[:, : self.kv_tokens], self.v[:, : self.kv_tokens]
 
 
 class RollingKVCache:
@@ -109,6 +129,7 @@ class RollingKVCache:
         self._write_index: dict[int, torch.Tensor] = {}
         self._chunk_positions: dict[int, torch.Tensor] = {}
         self.slot_positions = torch.zeros(self.capacity_frames, dtype=torch.long, device=self.device)
+        self._token_offsets: torch.Tensor | None = None  # arange(frame_tokens) on the device
         self.reset()
 
     # -- host-side bookkeeping -----------------------------------------------------------------
@@ -160,18 +181,32 @@ class RollingKVCache:
         self.kv_frames = min(end, self.capacity_frames)
         self.kv_tokens = self.kv_frames * self.frame_tokens
 
-        ft = self.frame_tokens
-        slots = torch.tensor([self.slot_of(f) for f in range(frame_start, end)], dtype=torch.long)
-        write = (slots[:, None] * ft + torch.arange(ft)[None, :]).reshape(-1)
-        chunk_pos = torch.tensor([self._position(f, end) for f in range(frame_start, end)], dtype=torch.long)
-        if n not in self._write_index:
-            self._write_index[n] = torch.empty(n * ft, dtype=torch.long, device=self.device)
-            self._chunk_positions[n] = torch.empty(n, dtype=torch.long, device=self.device)
-        self._write_index[n].copy_(write)
-        self._chunk_positions[n].copy_(chunk_pos)
+        # one small host->device upload per plan: [n slots, n chunk positions (, capacity slot positions)];
+        # the token write index is expanded on the device (n * frame_tokens longs never cross the bus)
+        plan = [self.slot_of(f) for f in range(frame_start, end)]
+        plan += [self._position(f, end) for f in range(frame_start, end)]
         if self.rope == "relative":
-            pos = [self._position(f, end) if f >= 0 else 0 for f in self.slot_frame]
-            self.slot_positions.copy_(torch.tensor(pos, dtype=torch.long))
+            plan += [self._position(f, end) if f >= 0 else 0 for f in self.slot_frame]
+        staged = self._upload(plan)
+        if n not in self._write_index:
+            self._write_index[n] = torch.empty(n * self.frame_tokens, dtype=torch.long, device=self.device)
+            self._chunk_positions[n] = torch.empty(n, dtype=torch.long, device=self.device)
+        if self._token_offsets is None:
+            self._token_offsets = torch.arange(self.frame_tokens, dtype=torch.long, device=self.device)
+        write = self._write_index[n].view(n, self.frame_tokens)
+        torch.add(self._token_offsets[None, :], staged[:n, None], alpha=self.frame_tokens, out=write)
+        self._chunk_positions[n].copy_(staged[n : 2 * n])
+        if self.rope == "relative":
+            self.slot_positions.copy_(staged[2 * n :])
+
+    def _upload(self, values: list[int]) -> torch.Tensor:  # -> [len(values)] long on self.device
+        """Host ints -> a new device tensor without a host sync: on CUDA the copy goes from pinned
+        memory with ``non_blocking=True`` (a pageable copy would block the host until the GPU caught up);
+        PyTorch's pinned-memory cache keeps the staging block alive until the copy has run."""
+        host = torch.tensor(values, dtype=torch.long)
+        if self.device.type != "cuda":
+            return host.to(self.device)
+        return host.pin_memory().to(self.device, non_blocking=True)
 
     # -- device-side views used by the forward ----------------------------------------------------
     def write_index(self, n: int) -> torch.Tensor:  # [n * frame_tokens] token slots of the chunk
@@ -189,6 +224,10 @@ class RollingKVCache:
         self.k[layer].index_copy_(1, idx, k.to(self.dtype))
         self.v[layer].index_copy_(1, idx, v.to(self.dtype))
 
+    def layer(self, layer: int, n: int) -> LayerKV:
+        """Layer ``layer``'s K/V for the planned chunk of ``n`` frames (what ``forward_planned`` uses)."""
+        return LayerKV(self.k[layer], self.v[layer], self._write_index[n], self.kv_tokens)
+
     def visible(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:  # each [B, kv_tokens, heads, hd]
         return self.k[layer][:, : self.kv_tokens], self.v[layer][:, : self.kv_tokens]
 
@@ -200,6 +239,7 @@ class RollingKVCache:
             self.slot_positions,
             *self._write_index.values(),
             *self._chunk_positions.values(),
+            *([] if self._token_offsets is None else [self._token_offsets]),
         ]
 
     def nbytes(self) -> int:

@@ -61,17 +61,20 @@ class LayerNormF32(nn.Module):
 
 
 def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """x ``[B, L, dim]``; shift/scale ``[B, G, dim]`` with G dividing L (per batch / frame / token)."""
+    """``x * (1 + scale) + shift`` as one ``addcmul`` (one pass over x eagerly; same math, fused
+    multiply-add rounding). x ``[B, L, dim]``; shift/scale ``[B, G, dim]`` with G dividing L (per batch /
+    frame / token)."""
     b, L, d = x.shape
     g = shift.shape[1]
-    x = x.view(b, g, L // g, d)
-    return (x * (1 + scale[:, :, None]) + shift[:, :, None]).view(b, L, d)
+    return torch.addcmul(shift[:, :, None], x.view(b, g, L // g, d), 1 + scale[:, :, None]).view(b, L, d)
 
 
-def _gate(y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-    b, L, d = y.shape
+def _add_gated(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """Gated residual ``x + y * gate`` as one ``addcmul``: x ``[B, L, dim]`` float32, y ``[B, L, dim]`` in
+    any float dtype (promoted to float32 element-wise: no float32 copy of y), gate ``[B, G, dim]``."""
+    b, L, d = x.shape
     g = gate.shape[1]
-    return (y.view(b, g, L // g, d) * gate[:, :, None]).view(b, L, d)
+    return torch.addcmul(x.view(b, g, L // g, d), y.view(b, g, L // g, d), gate[:, :, None]).view(b, L, d)
 
 
 class SelfAttention(nn.Module):
@@ -151,11 +154,10 @@ class WanBlock(nn.Module):
         h = _modulate(self.norm1(x), shift_sa, scale_sa).to(cdtype)
         q, k, v = self.self_attn.qkv(h)
         y = self.self_attn.o(self_attend(q, k, v).flatten(2))
-        x = x + _gate(y.float(), gate_sa)
-        x = x + self.cross_attn(self.norm3(x).to(cdtype), cross_kv, backend).float()
+        x = _add_gated(x, y, gate_sa)
+        x = x + self.cross_attn(self.norm3(x).to(cdtype), cross_kv, backend)  # float32 + cdtype -> float32
         h = _modulate(self.norm2(x), shift_ff, scale_ff).to(cdtype)
-        x = x + _gate(self.ffn(h).float(), gate_ff)
-        return x
+        return _add_gated(x, self.ffn(h), gate_ff)
 
 
 class Head(nn.Module):
@@ -292,7 +294,11 @@ class WanDiT(nn.Module):
             raise ValueError(f"input has {x.shape[1]} channels, this DiT takes {cfg.in_dim}")
         tok = self.patch_embedding(x.to(device=self.device, dtype=self.compute_dtype))  # [B, dim, f, h, w]
         grid = tuple(tok.shape[2:])
-        return tok.flatten(2).transpose(1, 2).float(), grid
+        # one copy into a contiguous float32 [B, L, dim]: the transposed view kept its layout through the
+        # residual adds of every block (strided LayerNorms / elementwise ops, an extra compiled graph)
+        return tok.flatten(2).transpose(1, 2).to(
+            torch.float32, copy=True, memory_format=torch.contiguous_format
+        ), grid
 
     def _unpatchify(self, x: torch.Tensor, grid) -> torch.Tensor:  # [B, L, p*C] -> [B, C, F, H, W]
         b = x.shape[0]
@@ -398,10 +404,18 @@ class WanDiT(nn.Module):
         backend = self.attn_backend
 
         def attend(i):
+            # per-layer tensors, not the layer index, reach the (possibly compiled) block: see LayerKV
+            layer = cache.layer(i, n) if hasattr(cache, "layer") else None
+
             def fn(q, k, v):
                 q = apply_rope(q, cos_q, sin_q)
-                cache.write(i, k if relative else apply_rope(k, cos_q, sin_q), v, n)
-                kk, vv = cache.visible(i)
+                k = k if relative else apply_rope(k, cos_q, sin_q)
+                if layer is not None:
+                    layer.write(k, v)
+                    kk, vv = layer.visible()
+                else:  # a cache with only the write(i) / visible(i) interface
+                    cache.write(i, k, v, n)
+                    kk, vv = cache.visible(i)
                 if relative:
                     kk = apply_rope(kk, cos_k, sin_k)
                 return attention(q, kk.to(q.dtype), vv.to(q.dtype), backend)

@@ -14,6 +14,7 @@ import re
 import torch
 
 from wan_core.checkpoint import CheckpointError
+from wan_core.dit.fuse import unfuse_qkv_
 
 __all__ = ["load_lora_state", "merge_lora"]
 
@@ -50,6 +51,8 @@ def load_lora_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def merge_lora(model: torch.nn.Module, path: str | os.PathLike, scale: float = 1.0) -> int:
     """Merge the LoRA at ``path`` into ``model``'s Linear weights in place; returns the layers merged."""
     sd = load_lora_state(path)
+    if hasattr(model, "blocks") or hasattr(model, "experts"):
+        unfuse_qkv_(model)  # LoRAs name q/k/v: back to the official layout first (wan_core.dit.fuse)
     params = dict(model.named_parameters())
     layers = sorted({k.rsplit(".lora_", 1)[0] for k in sd})
     for layer in layers:

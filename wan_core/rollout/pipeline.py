@@ -40,6 +40,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from wan_core.dit.fuse import fuse_qkv_
+from wan_core.rollout.noise import seeded_noise
+
 from .conditioning import ConcatYStream, ImageCondition, stamp_input, stamp_x0
 from .decoders import as_stream_decoder_factory
 from .graphs import ChunkForward, compile_blocks, default_speed_flags, is_compile_error, log, uncompile_blocks
@@ -123,7 +126,10 @@ class StreamingPipeline:
     decoder: a Wan VAE, a TAEHV, or any ``stream_decoder()`` factory (see ``decoders.py``); optional --
         without it ``ChunkResult.frames`` is None.
     clip_vision: ``image [B, 3, H, W] in [-1, 1] -> clip_fea [B, 257, 1280]`` (Wan2.1 I2V).
-    cuda_graphs / compile: default on for CUDA, off on CPU.
+    cuda_graphs / compile / fuse_qkv: default on for CUDA, off on CPU (``fuse_qkv`` stacks each
+        self-attention's q/k/v into one Linear in place, ``wan_core.dit.fuse``).
+    context_pass_last: run the clean-context pass after the last chunk of a video of known length
+        (default False: nothing reads those K/V; endless streams always run it).
     rope: "auto" (absolute while the video fits the 1024-position RoPE table, else relative),
         "absolute" or "relative".
     progress: called after each denoising step with (steps done, total steps or None, chunk).
@@ -142,6 +148,8 @@ class StreamingPipeline:
         cuda_graphs: bool | None = None,
         compile: bool | None = None,
         compile_mode: str | None = None,
+        fuse_qkv: bool | None = None,
+        context_pass_last: bool = False,
         rope: str = "auto",
         cache_dtype: torch.dtype | None = None,
         progress: ProgressFn | None = None,
@@ -174,6 +182,10 @@ class StreamingPipeline:
         graphs_default, compile_default = default_speed_flags(self.device)
         self.cuda_graphs = graphs_default if cuda_graphs is None else bool(cuda_graphs)
         self.compiled = compile_default if compile is None else bool(compile)
+        self.fused_qkv = graphs_default if fuse_qkv is None else bool(fuse_qkv)
+        if self.fused_qkv:
+            fuse_qkv_(dit)  # before compile: one d -> 3d GEMM per self-attention (wan_core.dit.fuse)
+        self.context_pass_last = bool(context_pass_last)  # False: skip it when the video length is known
         if self.compiled:
             compile_blocks(dit, mode=compile_mode)
         self.forward_runner = ChunkForward(enabled=self.cuda_graphs)
@@ -491,14 +503,14 @@ class StreamingPipeline:
     # noise
     def chunk_noise(self, i: int) -> torch.Tensor:
         """``[K, B, C, n, h, w]`` float32: the initial noise of chunk ``i`` and one fresh draw per
-        re-noise step (AR), or ``[1, B, C, T, h, w]`` (bidirectional). Drawn on the CPU from a seeded
-        generator (same numbers on every device), then moved."""
+        re-noise step (AR), or ``[1, B, C, T, h, w]`` (bidirectional). Drawn on the model's device from a
+        seeded generator (no host sync; same seed -> same numbers on the same device type, CPU and CUDA
+        differ: ``noise.py``)."""
         st = self._require_state()
         start, n = self.chunk_bounds(i)
         k = len(self.preset.schedule) if self.preset.is_autoregressive else 1
-        g = torch.Generator(device="cpu").manual_seed(chunk_seed(st.seed, i))
         shape = (k, st.batch, st.latent_channels, n, st.latent_h, st.latent_w)
-        return torch.randn(shape, generator=g, dtype=torch.float32).to(self.device)
+        return seeded_noise(chunk_seed(st.seed, i), shape, self.device)
 
     # ------------------------------------------------------------------------------------------------
     # AR core
@@ -641,7 +653,8 @@ class StreamingPipeline:
             return
         clean_first = st.image is not None and st.image.mode == "clean_t0" and start == 0
         t = self._timesteps(self.preset.schedule.context_noise, n, clean_first)
-        self._run_chunk(x0, t, start, y, st.prompt.cross[0])
+        if self.context_pass_last or i + 1 != self.num_chunks:  # nothing reads the last chunk's K/V
+            self._run_chunk(x0, t, start, y, st.prompt.cross[0])
         st.finalized = i + 1
         self._remember(start, x0, y)
 
