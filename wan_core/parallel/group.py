@@ -148,6 +148,11 @@ def init_local(
 
 
 def shutdown() -> None:
-    """Leave the default process group (safe to call when none is initialized)."""
+    """Leave the default process group (safe to call when none is initialized).
+
+    Waits for every rank first: a rank that tears its gloo/NCCL group down while a peer still has
+    traffic in flight (rank 0 still writing the video, say) can abort the peer.
+    """
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
