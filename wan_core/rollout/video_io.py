@@ -59,8 +59,20 @@ class VideoWriter:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        """After a failure: release the file and remove it, so no half-written video is left behind."""
+        try:
+            self.close()
+        except Exception:
+            pass
+        finally:
+            self.path.unlink(missing_ok=True)
 
 
 class Mp4Writer(VideoWriter):
@@ -125,6 +137,9 @@ class WebpWriter(VideoWriter):
         from PIL import Image
 
         self._images.extend(Image.fromarray(f) for f in arr)
+
+    def abort(self) -> None:
+        self._images = []  # nothing was written to the file yet: leave it alone
 
     def close(self) -> None:
         if not self._images:
