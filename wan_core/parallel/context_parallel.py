@@ -238,10 +238,12 @@ class ContextParallelDiT(nn.Module):
                 cos_k, sin_k = shard.take(cos_k, kv_frames), shard.take(sin_k, kv_frames)
 
             def attend(i):
+                layer = cache.layer(i, n)  # per-layer tensors, no layer index, reach the block (LayerKV)
+
                 def fn(q, k, v):  # [B, n * ft_local, H, hd]
                     q = apply_rope(q, cos_q, sin_q)
-                    cache.write(i, k if relative else apply_rope(k, cos_q, sin_q), v, n)
-                    kk, vv = cache.visible(i)  # this rank's slice of every visible frame
+                    layer.write(k if relative else apply_rope(k, cos_q, sin_q), v)
+                    kk, vv = layer.visible()  # this rank's slice of every visible frame
                     if relative:
                         kk = apply_rope(kk, cos_k, sin_k)
                     return ring_attention(q, kk, vv, ctx)
@@ -252,11 +254,13 @@ class ContextParallelDiT(nn.Module):
                 cos_k, sin_k = m.rope.for_frames(cache.visible_slot_positions(), h, w)
 
             def attend(i):
+                layer = cache.layer(i, n)  # per-layer tensors, no layer index, reach the block (LayerKV)
+
                 def fn(q, k, v):
                     q, k, v = qkv_tokens_to_heads(q, k, v, ctx, n)  # [B, n * ft, H/N, hd]
                     q = apply_rope(q, cos_q, sin_q)
-                    cache.write(i, k if relative else apply_rope(k, cos_q, sin_q), v, n)
-                    kk, vv = cache.visible(i)  # every visible token, this rank's heads
+                    layer.write(k if relative else apply_rope(k, cos_q, sin_q), v)
+                    kk, vv = layer.visible()  # every visible token, this rank's heads
                     if relative:
                         kk = apply_rope(kk, cos_k, sin_k)
                     out = attention(q, kk.to(q.dtype), vv.to(q.dtype), backend)
