@@ -86,6 +86,7 @@ class RollingWindowCache:
                 f"{attention_frames}-frame attention of Rolling Forcing"
             )
         self.num_layers, self.batch, self.frame_tokens = num_layers, batch, frame_tokens
+        self.num_heads, self.head_dim = num_heads, head_dim
         self.block_frames, self.window_blocks = block_frames, window_blocks
         self.attention_frames = attention_frames
         self.anchor_frames = block_frames
@@ -98,6 +99,10 @@ class RollingWindowCache:
         self.k = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(num_layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(num_layers)]
         self._buffers: dict[tuple[str, int], torch.Tensor] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """A new video (memory is kept: every pass plans the slots it writes and reads)."""
         self.chunk_frames = 0
         self.kv_frames = 0
         self.kv_tokens = 0
