@@ -124,3 +124,22 @@ def test_new_geometry_frees_the_old_cache_before_allocating(preset, monkeypatch)
         gc.enable()
     assert coexisting == [0, 0, 0, 0]
     assert sum(r() is not None for r in alive) == 1
+
+
+@pytest.mark.parametrize("preset", [SF, RF], ids=["self-forcing", "rolling-forcing"])
+def test_release_frees_the_cache_without_garbage_collection(preset):
+    """``release()`` (the ComfyUI sampler calls it when a job ends, interrupted or not): the KV cache is
+    freed by reference count at once, also for Rolling Forcing, whose sampler and pipeline form a cycle."""
+    pipe = _pipe(_model(), preset)
+    gc.collect()
+    gc.disable()
+    try:
+        _video(pipe, seed=1, num_chunks=2)
+        cache = weakref.ref(pipe.state.cache)
+        pipe.release()
+        assert cache() is None and pipe.state is None
+        with pytest.raises(RuntimeError, match="initialize_cache"):
+            pipe.generate(0)
+    finally:
+        gc.enable()
+    assert _video(pipe, seed=1, num_chunks=2).shape[2] == 2 * preset.frames_per_chunk  # usable again

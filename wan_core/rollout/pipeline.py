@@ -385,6 +385,16 @@ class StreamingPipeline:
         self.state = state
         return state
 
+    def release(self) -> None:
+        """Free this video's state now: KV cache, prompt caches, captured graphs. For a pipeline dropped
+        after its video (one ComfyUI job): its memory goes back at once, not at the next garbage
+        collection (Rolling Forcing's window sampler and the pipeline reference each other)."""
+        if self.state is not None:
+            self.state.cache = self.state.rolling = None
+        self.state = None
+        self._graph_cross = None
+        self.forward_runner.reset()
+
     def _reuse_cache(self, cls: type, spec: dict):
         """The KV cache for a new video: the previous video's cache, its bookkeeping reset, when
         ``cls(**spec)`` would build the same one (geometry: batch, tokens per frame, window, sink,
