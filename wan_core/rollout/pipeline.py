@@ -30,6 +30,9 @@ video; ``generate(0)`` runs the Euler loop with classifier-free guidance.
 State is explicit (``RolloutState``): the KV cache, prompt caches, per-chunk seeded noise, the clean
 latents of the frames still visible to attention (for prompt switching), the decoder stream.
 Memory is bounded by the attention window (sink + window frames), not by the video length.
+Back-to-back videos on one pipeline: ``initialize_cache`` reuses the previous video's KV cache (and the
+captured graphs) when the cache geometry is unchanged, else frees it before allocating the new one;
+``release()`` frees everything at once when the pipeline is done.
 """
 
 from __future__ import annotations
