@@ -368,13 +368,16 @@ def sample(
     decoder = _ChunkDecoder(preview_vae) if preview_vae is not None else None
 
     latents = []
-    for i in range(num_chunks):
-        result = pipe.generate(i)  # [1, C, n, h, w] normalized
-        latents.append(result.latents.float().cpu())
-        if decoder is not None:
-            reporter.chunk_frames(i, decoder(result.latents), fps=float(p.fps))
-        rt.check_interrupt()
-        pipe.finalize(i)
+    try:
+        for i in range(num_chunks):
+            result = pipe.generate(i)  # [1, C, n, h, w] normalized
+            latents.append(result.latents.float().cpu())
+            if decoder is not None:
+                reporter.chunk_frames(i, decoder(result.latents), fps=float(p.fps))
+            rt.check_interrupt()
+            pipe.finalize(i)
+    finally:
+        pipe.release()  # the KV cache goes now, also when the job is interrupted or fails
     del pipe
     rt.release_memory()
     return to_raw(torch.cat(latents, dim=2))

@@ -21,7 +21,7 @@ def naive_pass(dit, x, t, cross, positions, prefix=None, mask=None, raw_kv=False
     Returns (v ``[B, C, F, h, w]``, per-layer list of (k_roped, v) -- or (k un-roped, v) with
     ``raw_kv`` -- of the F frames)."""
     with torch.no_grad():
-        tokens, grid = dit._embed_video(x, None)
+        tokens, grid = dit.embed_video(x, None)
         f, h, w = grid
         ft = h * w
         cos, sin = dit.rope.for_frames(torch.tensor(positions, dtype=torch.long), h, w)
@@ -46,7 +46,7 @@ def naive_pass(dit, x, t, cross, positions, prefix=None, mask=None, raw_kv=False
 
             return fn
 
-        t_groups = dit._time_groups(t, x.shape[0], f, tokens.shape[1])
+        t_groups = dit.time_groups(t, x.shape[0], f, tokens.shape[1])
         v = dit._run(tokens, t_groups, cross, attend, grid)
     return v, kv_out
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixtures_models import make_tiny_models
+from tiny_models import make_tiny_models
 
 from wan_core.__main__ import main
 

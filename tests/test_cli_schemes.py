@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 import torch
-from fixtures_models import make_tiny_models
 from safetensors.torch import save_file
+from tiny_models import make_tiny_models
 
 from wan_core.__main__ import main
 

@@ -115,3 +115,44 @@ def test_chunked_per_token_t_and_i2v_y(monkeypatch):
     err = max_rel_err(got, want)
     print(f"\nAR per-token t + y vs official: {err:.2e}")
     assert err <= TOL
+
+
+def test_plan_span_is_a_native_cache_method():
+    """``RollingKVCache.plan_span``: one pass over any span -- from frame 0 up to sink + window frames
+    (longer than the window: every frame in slot f at position f), or the frames held (a re-encode) --
+    without touching ``window_frames``; the ring then continues with ``plan_chunk``."""
+    from wan_core.dit.kv_cache import RollingKVCache
+
+    ft, sink, window = 3, 1, 4
+    for rope in ("absolute", "relative"):
+        cache = RollingKVCache(1, 1, ft, 2, 8, window, sink, dtype=torch.float32, rope=rope)
+        cache.plan_span(0, sink + window)
+        assert cache.window_frames == window and cache.kv_frames == sink + window
+        assert cache.write_index(5).tolist() == list(range(5 * ft))
+        assert cache.chunk_positions(5).tolist() == list(range(5))
+        cache.plan_chunk(5, 2)  # frames 5, 6 go to ring slots 1, 2
+        assert cache.write_index(2).tolist() == list(range(ft, 3 * ft))
+        for s in (7, 9):
+            cache.plan_chunk(s, 2)
+        # re-encode the frames held: sink 0 + window [7, 11) = slots 0, 3, 4, 1, 2
+        cache.plan_span(7, 4)
+        assert [cache.slot_of(f) for f in (7, 8, 9, 10)] == [3, 4, 1, 2]
+        assert cache.write_index(4).tolist() == [s * ft + j for s in (3, 4, 1, 2) for j in range(ft)]
+        want = [7, 8, 9, 10] if rope == "absolute" else [1, 2, 3, 4]
+        assert cache.chunk_positions(4).tolist() == want and cache.chunk_end == 11
+        for start, n in ((1, 5), (0, 6), (0, 0)):
+            with pytest.raises(ValueError, match="span"):
+                cache.plan_span(start, n)
+
+
+@torch.no_grad()
+def test_span_from_frame_zero_equals_the_full_pass():
+    """A span of all S + W frames from frame 0 attends bidirectionally within itself: == ``forward``."""
+    model = randomize_(WanDiT(WanDiTConfig(**TINY)).eval(), 3, std=0.2)
+    g = torch.Generator().manual_seed(4)
+    x, ctx = torch.randn(1, 16, 5, 4, 6, generator=g), torch.randn(1, 7, 4096, generator=g)
+    t = torch.tensor([[300.0, 300.0, 500.0, 500.0, 700.0]])
+    cache = model.new_kv_cache(1, 6, window_frames=3, sink_frames=2)
+    cache.plan_span(0, 5)
+    out = model.forward_planned(x, t, model.prepare_context(ctx), cache)
+    assert max_rel_err(out, model(x, t, ctx)) < 1e-5

@@ -3,8 +3,8 @@ and TI2V (Wan2.2 5B layout, first latent stamped): tiny random models saved in t
 
 import pytest
 import torch
-from fixtures_models import make_tiny_models
 from official_ref import max_rel_err
+from tiny_models import make_tiny_models
 
 from wan_core.rollout.conditioning import ConcatYStream, i2v_mask
 from wan_core.rollout.loading import build_pipeline, encode_text, resolve_files

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: tiny_models
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # wan_core, for the tiny models
 
 from conftest import COMFY_DIR, _prepare_base, _wait_ready, free_port  # noqa: E402

@@ -30,11 +30,33 @@ RoPE modes:
   positions stay below S+W and the video length is unbounded. Until the window is full (and always
   when S=0, since attention depends only on position differences) it equals absolute mode.
 
-Host-side bookkeeping lives in ``plan_chunk(frame_start, n)``, which uploads a few ints (pinned,
-non-blocking on CUDA: no host sync) and fills preallocated device index buffers from them;
-``WanDiT.forward_planned`` then only reads device tensors and the Python ints ``kv_frames`` /
-``kv_tokens`` (one value per fill level, constant once the cache is full), so it can be captured in
-a CUDA graph per fill level and replayed after each ``plan_chunk``.
+Host-side bookkeeping lives in ``plan_chunk(frame_start, n)`` (the next chunk, or a re-run of the
+last one) and ``plan_span(frame_start, n)`` (any span of frames in one pass: a re-encode of the frames
+held, or a rebuild from frame 0 of up to S+W frames), which upload a few ints (pinned, non-blocking on
+CUDA: no host sync) and fill preallocated device index buffers from them; ``WanDiT.forward_planned``
+then only reads device tensors and the Python ints ``kv_frames`` / ``kv_tokens`` (one value per fill
+level, constant once the cache is full), so it can be captured in a CUDA graph per fill level and
+replayed after each plan.
+
+The cache interface ``WanDiT.forward_planned`` reads (after a plan; implemented by ``RollingKVCache``
+and, without subclassing it, by Rolling Forcing's ``wan_core.rollout.rolling_window.RollingWindowCache``;
+the context-parallel DiT reads the same plus ``num_heads`` and ``kv_frames``):
+
+- ``frame_tokens`` (int): tokens per latent frame; ``chunk_frames`` (int): frames of the planned pass
+  (the input must have ``chunk_frames`` x ``frame_tokens`` tokens);
+- ``rope`` (str): ``"absolute"`` (keys stored roped with the queries' positions) or ``"relative"``
+  (keys stored un-roped, roped at attention time with ``visible_slot_positions()``);
+- ``chunk_positions(n)`` -> ``[n]`` long: temporal RoPE positions of the pass's frames;
+- ``visible_slot_positions()`` -> ``[kv_frames]`` long (relative mode only): the position of every
+  visible key frame, in key order;
+- ``layer(i, n)`` -> a per-layer K/V object (``LayerKV`` or a subclass) with ``write(k, v)`` (the pass's
+  K/V ``[B, n*frame_tokens, heads, head_dim]`` into its slots, through the device tensor
+  ``write_index``) and ``visible()`` -> the keys / values ``[B, kv_tokens, heads, head_dim]`` the pass
+  attends to (its own included). The blocks get this object, never the layer index: a compiled block
+  specialised on the index recompiles per layer (see ``LayerKV``).
+
+``write_index(n)`` / ``write(i, k, v, n)`` / ``visible(i)`` are conveniences over ``layer(i, n)`` for
+callers outside the forward pass.
 """
 
 from __future__ import annotations
@@ -167,10 +189,30 @@ class RollingKVCache:
                 f"chunk at frame {frame_start}: the cache holds frames up to {self.chunk_end}; the next "
                 f"chunk must start at {self.chunk_end}, re-run {self.chunk_start}, or start over at 0"
             )
-        end = frame_start + n
-        if self.rope == "absolute" and end > self.max_positions:
+        self._plan(frame_start, n)
+
+    def plan_span(self, frame_start: int, n: int) -> None:
+        """Plan frames ``[frame_start, frame_start + n)`` as one pass, whatever the previous chunk was:
+        re-encoding the frames already held (LongLive's re-cache after a prompt switch: ``frame_start +
+        n`` = the current end) or rebuilding the cache from frame 0 (Krea's KV recompute). A span longer
+        than the window is allowed only from frame 0 and up to ``sink + window`` frames, where every frame
+        sits in slot ``f`` at position ``f`` and attends to all frames before it."""
+        frame_start, n = int(frame_start), int(n)
+        if n < 1 or frame_start < 0:
+            raise ValueError(f"a span needs n >= 1 frames from frame >= 0, got {n} from {frame_start}")
+        if n > self.window_frames and (frame_start != 0 or n > self.capacity_frames):
             raise ValueError(
-                f"latent frame {end - 1} is past the {self.max_positions}-position RoPE table of Wan "
+                f"a span of {n} frames from frame {frame_start} does not fit the cache "
+                f"({self.sink_frames} sink + {self.window_frames} window frames)"
+            )
+        self._plan(frame_start, n)
+
+    def _plan(self, frame_start: int, n: int) -> None:
+        end = frame_start + n
+        last = self._position(end - 1, end)
+        if self.rope == "absolute" and last >= self.max_positions:
+            raise ValueError(
+                f"latent frame {last} is past the {self.max_positions}-position RoPE table of Wan "
                 "(absolute RoPE, as Self-Forcing); use rope='relative' for longer videos"
             )
         if frame_start == 0:

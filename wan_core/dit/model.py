@@ -226,7 +226,7 @@ class WanDiT(nn.Module):
         return self.patch_embedding.weight.device
 
     # -- embeddings ---------------------------------------------------------------------------------
-    def _time_groups(self, t: torch.Tensor, batch: int, frames: int, tokens: int) -> torch.Tensor:
+    def time_groups(self, t: torch.Tensor, batch: int, frames: int, tokens: int) -> torch.Tensor:
         """t ``[B]`` | ``[B, F]`` | ``[B, L]`` -> ``[B, G]`` with G in {1, F, L}."""
         t = torch.as_tensor(t, device=self.device)
         if t.dim() == 0:
@@ -281,7 +281,7 @@ class WanDiT(nn.Module):
                 iv.append(v)
         return CrossAttnCache(tk, tv, ik if img is not None else None, iv if img is not None else None)
 
-    def _embed_video(self, x: torch.Tensor, y: torch.Tensor | None):
+    def embed_video(self, x: torch.Tensor, y: torch.Tensor | None):
         """x ``[B, C, F, H, W]`` (+ y) -> tokens ``[B, L, dim]`` float32 and the token grid (f, h, w)."""
         cfg = self.config
         if cfg.cond_dim:
@@ -300,7 +300,8 @@ class WanDiT(nn.Module):
             torch.float32, copy=True, memory_format=torch.contiguous_format
         ), grid
 
-    def _unpatchify(self, x: torch.Tensor, grid) -> torch.Tensor:  # [B, L, p*C] -> [B, C, F, H, W]
+    def unpatchify(self, x: torch.Tensor, grid) -> torch.Tensor:  # [B, L, p*C] -> [B, C, F, H, W]
+        """Head output tokens back to a latent video; ``grid`` = (f, h, w) from ``embed_video``."""
         b = x.shape[0]
         f, h, w = grid
         pt, ph, pw = self.config.patch
@@ -315,7 +316,7 @@ class WanDiT(nn.Module):
         e, e0 = self.time_embed(t_groups)
         for i, blk in enumerate(self.blocks):
             x = blk(x, e0, cross.layer(i), attend_for_layer(i), backend, cd)
-        return self._unpatchify(self.head(x, e, cd), grid)
+        return self.unpatchify(self.head(x, e, cd), grid)
 
     # -- full bidirectional pass (= official WanModel) ----------------------------------------------
     def forward(
@@ -328,7 +329,7 @@ class WanDiT(nn.Module):
     ) -> torch.Tensor:  # [B, out_dim, F, H, W] float32
         """Full bidirectional pass over all frames; equals the official ``WanModel``."""
         cross = context if isinstance(context, CrossAttnCache) else self.prepare_context(context, clip_fea)
-        tokens, grid = self._embed_video(x, y)
+        tokens, grid = self.embed_video(x, y)
         b, L, _ = tokens.shape
         cos, sin = self.rope.for_grid(*grid, tokens.device)
         backend = self.attn_backend
@@ -336,7 +337,7 @@ class WanDiT(nn.Module):
         def attend(_i):
             return lambda q, k, v: attention(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v, backend)
 
-        t_groups = self._time_groups(t, b, grid[0], L)
+        t_groups = self.time_groups(t, b, grid[0], L)
         return self._run(tokens, t_groups, cross, attend, grid)
 
     # -- streaming chunk pass ------------------------------------------------------------------------
@@ -387,9 +388,10 @@ class WanDiT(nn.Module):
         cache: RollingKVCache,
         y: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The capture-friendly part of ``forward_chunk`` (after ``cache.plan_chunk``): reads only device
-        buffers of the cache and its Python ints ``kv_tokens`` (static once the cache is full)."""
-        tokens, grid = self._embed_video(x_chunk, y)
+        """The capture-friendly part of ``forward_chunk`` (after ``cache.plan_chunk`` / ``plan_span``):
+        reads only device buffers of the cache and its Python ints ``kv_tokens`` (static once the cache
+        is full). ``cache``: any object with the interface documented in ``wan_core/dit/kv_cache.py``."""
+        tokens, grid = self.embed_video(x_chunk, y)
         b, L, _ = tokens.shape
         n, h, w = grid
         if h * w != cache.frame_tokens or n != cache.chunk_frames:
@@ -405,24 +407,19 @@ class WanDiT(nn.Module):
 
         def attend(i):
             # per-layer tensors, not the layer index, reach the (possibly compiled) block: see LayerKV
-            layer = cache.layer(i, n) if hasattr(cache, "layer") else None
+            layer = cache.layer(i, n)
 
             def fn(q, k, v):
                 q = apply_rope(q, cos_q, sin_q)
-                k = k if relative else apply_rope(k, cos_q, sin_q)
-                if layer is not None:
-                    layer.write(k, v)
-                    kk, vv = layer.visible()
-                else:  # a cache with only the write(i) / visible(i) interface
-                    cache.write(i, k, v, n)
-                    kk, vv = cache.visible(i)
+                layer.write(k if relative else apply_rope(k, cos_q, sin_q), v)
+                kk, vv = layer.visible()
                 if relative:
                     kk = apply_rope(kk, cos_k, sin_k)
                 return attention(q, kk.to(q.dtype), vv.to(q.dtype), backend)
 
             return fn
 
-        t_groups = self._time_groups(t_chunk, b, n, L)
+        t_groups = self.time_groups(t_chunk, b, n, L)
         return self._run(tokens, t_groups, cross, attend, grid)
 
 

@@ -152,7 +152,7 @@ class ContextParallelDiT(nn.Module):
         if cross.batch != b:
             raise ValueError(f"cross-attention cache has batch {cross.batch}, the input {b}")
         shard = self._shard(h * w)
-        t_groups = m._time_groups(t, b, f, L)  # [B, G], G in {1, f, L}
+        t_groups = m.time_groups(t, b, f, L)  # [B, G], G in {1, f, L}
         if t_groups.shape[1] == L:  # per-token timesteps follow the tokens
             t_groups = shard.take(t_groups[..., None], f)[..., 0]
         x = shard.take(tokens, f)  # [B, f * ft_local, dim] float32
@@ -161,7 +161,7 @@ class ContextParallelDiT(nn.Module):
         for i, blk in enumerate(m.blocks):
             x = blk(x, e0, cross.layer(i), attend_for_layer(i), m.attn_backend, cd)
         out = shard.gather(m.head(x, e, cd), f)  # [B, L, p * C_out]
-        return m._unpatchify(out, grid)
+        return m.unpatchify(out, grid)
 
     @torch.no_grad()
     def forward(
@@ -175,7 +175,7 @@ class ContextParallelDiT(nn.Module):
         """Full bidirectional pass (= ``WanDiT.forward``) with the tokens split over the ranks."""
         m = self.model
         cross = context if isinstance(context, CrossAttnCache) else m.prepare_context(context, clip_fea)
-        tokens, grid = m._embed_video(x, y)
+        tokens, grid = m.embed_video(x, y)
         f, h, w = grid
         cos, sin = m.rope.for_grid(f, h, w, tokens.device)  # [1, L, 1, hd/2]
         ctx, backend = self.ctx, m.attn_backend
@@ -223,7 +223,7 @@ class ContextParallelDiT(nn.Module):
     ) -> torch.Tensor:
         """After ``cache.plan_chunk``: reads only the cache's device buffers and Python ints."""
         m = self.model
-        tokens, grid = m._embed_video(x_chunk, y)
+        tokens, grid = m.embed_video(x_chunk, y)
         n, h, w = grid
         self._check_cache(cache, h * w, n)
         cos_q, sin_q = m.rope.for_frames(cache.chunk_positions(n), h, w)  # [1, n * ft, 1, hd/2]
@@ -238,10 +238,12 @@ class ContextParallelDiT(nn.Module):
                 cos_k, sin_k = shard.take(cos_k, kv_frames), shard.take(sin_k, kv_frames)
 
             def attend(i):
+                layer = cache.layer(i, n)  # per-layer tensors, no layer index, reach the block (LayerKV)
+
                 def fn(q, k, v):  # [B, n * ft_local, H, hd]
                     q = apply_rope(q, cos_q, sin_q)
-                    cache.write(i, k if relative else apply_rope(k, cos_q, sin_q), v, n)
-                    kk, vv = cache.visible(i)  # this rank's slice of every visible frame
+                    layer.write(k if relative else apply_rope(k, cos_q, sin_q), v)
+                    kk, vv = layer.visible()  # this rank's slice of every visible frame
                     if relative:
                         kk = apply_rope(kk, cos_k, sin_k)
                     return ring_attention(q, kk, vv, ctx)
@@ -252,11 +254,13 @@ class ContextParallelDiT(nn.Module):
                 cos_k, sin_k = m.rope.for_frames(cache.visible_slot_positions(), h, w)
 
             def attend(i):
+                layer = cache.layer(i, n)  # per-layer tensors, no layer index, reach the block (LayerKV)
+
                 def fn(q, k, v):
                     q, k, v = qkv_tokens_to_heads(q, k, v, ctx, n)  # [B, n * ft, H/N, hd]
                     q = apply_rope(q, cos_q, sin_q)
-                    cache.write(i, k if relative else apply_rope(k, cos_q, sin_q), v, n)
-                    kk, vv = cache.visible(i)  # every visible token, this rank's heads
+                    layer.write(k if relative else apply_rope(k, cos_q, sin_q), v)
+                    kk, vv = layer.visible()  # every visible token, this rank's heads
                     if relative:
                         kk = apply_rope(kk, cos_k, sin_k)
                     out = attention(q, kk.to(q.dtype), vv.to(q.dtype), backend)

@@ -2,15 +2,13 @@
 
 ``parallelize_pipeline(pipe, mode, ctx)`` returns a pipeline over the same loaded models whose DiT is a
 ``ContextParallelDiT`` and whose rolling KV cache is this rank's share. The rollout code is unchanged:
-``ContextParallelPipeline`` only replaces the cache construction -- it lets the pipeline choose the
-cache (window, sink, RoPE mode, dtype, class) on the ``meta`` device (no memory) and builds the same
-cache with the DiT's ``kv_cache_geometry``. (If ``StreamingPipeline._new_cache`` asks the DiT for
+``ContextParallelPipeline`` only replaces the cache geometry -- the pipeline chooses the cache (window,
+sink, RoPE mode, dtype) in ``_cache_spec`` and this subclass swaps in the DiT's ``kv_cache_geometry``
+(this rank's tokens per frame and heads). (If ``StreamingPipeline._cache_spec`` asks the DiT for
 ``kv_cache_geometry`` itself, this subclass becomes unnecessary.)
 """
 
 from __future__ import annotations
-
-import torch
 
 from ..rollout.pipeline import StreamingPipeline
 from .context_parallel import wrap_for_context_parallel
@@ -22,30 +20,12 @@ __all__ = ["ContextParallelPipeline", "parallelize_pipeline"]
 class ContextParallelPipeline(StreamingPipeline):
     """``StreamingPipeline`` whose KV cache holds this rank's share (see the module docstring)."""
 
-    def _new_cache(self, batch: int, lh: int, lw: int, t: int | None):
+    def _cache_spec(self, batch: int, lh: int, lw: int, t: int | None) -> dict:
+        spec = super()._cache_spec(batch, lh, lw, t)  # the pipeline's choices (window, sink, RoPE, dtype)
         geometry = getattr(self.experts[0], "kv_cache_geometry", None)
-        if geometry is None:
-            return super()._new_cache(batch, lh, lw, t)
-        device = self.device
-        self.device = torch.device("meta")
-        try:
-            whole = super()._new_cache(batch, lh, lw, t)  # the pipeline's choices, no memory
-        finally:
-            self.device = device
-        frame_tokens, heads = geometry(whole.frame_tokens)
-        return type(whole)(
-            whole.num_layers,
-            batch,
-            frame_tokens,
-            heads,
-            whole.head_dim,
-            whole.window_frames,
-            whole.sink_frames,
-            dtype=whole.dtype,
-            device=device,
-            rope=whole.rope,
-            max_positions=whole.max_positions,
-        )
+        if geometry is not None:
+            spec["frame_tokens"], spec["num_heads"] = geometry(spec["frame_tokens"])
+        return spec
 
 
 def parallelize_pipeline(

@@ -12,7 +12,9 @@ after its replay, so the pool holds about one pass's activations, not one per le
 (latents, timesteps, y) are copied into static buffers before each replay. A key is captured the
 second time it is seen (the first call runs eagerly), so one-off shapes (a shorter last chunk, prompt
 switch re-encodes) never pay for a capture. Replacing the prompt cache (prompt switch) or the KV
-cache invalidates the graphs (``reset()``). A capture failure falls back to eager (warned).
+cache invalidates the graphs (``reset()``); a new video of the same geometry keeps them, because the
+pipeline reuses its KV cache and copies the new prompt's cross-attention K/V into the buffers the graphs
+read (``StreamingPipeline.initialize_cache``). A capture failure falls back to eager (warned).
 
 The capture itself is a ``GraphCapturer`` (``CudaGraphCapturer`` on CUDA); the key, static-buffer
 and fallback logic of ``ChunkForward`` is device independent, so tests drive it on CPU with a
@@ -153,7 +155,7 @@ class ChunkForward:
         self.captures = 0
 
     def reset(self) -> None:
-        """Drop every captured graph and their memory pool (new prompt cache, new KV cache, new video)."""
+        """Drop every captured graph and their memory pool (new prompt cache or KV cache)."""
         self._graphs.clear()
         self._seen.clear()
         self._pool = None

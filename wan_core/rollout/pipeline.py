@@ -30,6 +30,9 @@ video; ``generate(0)`` runs the Euler loop with classifier-free guidance.
 State is explicit (``RolloutState``): the KV cache, prompt caches, per-chunk seeded noise, the clean
 latents of the frames still visible to attention (for prompt switching), the decoder stream.
 Memory is bounded by the attention window (sink + window frames), not by the video length.
+Back-to-back videos on one pipeline: ``initialize_cache`` reuses the previous video's KV cache (and the
+captured graphs) when the cache geometry is unchanged, else frees it before allocating the new one;
+``release()`` frees everything at once when the pipeline is done.
 """
 
 from __future__ import annotations
@@ -190,6 +193,9 @@ class StreamingPipeline:
             compile_blocks(dit, mode=compile_mode)
         self.forward_runner = ChunkForward(enabled=self.cuda_graphs)
         self.state: RolloutState | None = None
+        self._graph_cross: list | None = (
+            None  # per expert: the CrossAttnCache buffers graphs were captured on
+        )
 
     # ------------------------------------------------------------------------------------------------
     # geometry
@@ -363,17 +369,71 @@ class StreamingPipeline:
         )
         if state.switches and not p.is_autoregressive:
             raise ValueError("prompt switching needs an autoregressive preset")
+        if p.kv_recompute_frames:
+            state.recompute = self._new_recompute(cond)
+        previous = self.state
         if p.sampler == "rolling_forcing":
             self._new_rolling(state, cond)
         elif p.is_autoregressive:
             state.cache = self._new_cache(batch, lh, lw, t)
-        if p.kv_recompute_frames:
-            state.recompute = self._new_recompute(cond)
+        # the captured graphs read the KV cache and the prompt's cross-attention K/V by address: keep
+        # them only when both are the previous video's buffers (``_reuse_cache`` / ``_reuse_cross``)
+        kept_cache = previous is not None and state.cache is not None and state.cache is previous.cache
+        if not (self._reuse_cross(prompt, previous) and kept_cache):
+            self.forward_runner.reset()
+        if previous is not None:
+            previous.cache = previous.rolling = None
         if self.decoder is not None:
             state.decoder_stream = self.decoder.stream_decoder()
-        self.forward_runner.reset()
         self.state = state
         return state
+
+    def release(self) -> None:
+        """Free this video's state now: KV cache, prompt caches, captured graphs. For a pipeline dropped
+        after its video (one ComfyUI job): its memory goes back at once, not at the next garbage
+        collection (Rolling Forcing's window sampler and the pipeline reference each other)."""
+        if self.state is not None:
+            self.state.cache = self.state.rolling = None
+        self.state = None
+        self._graph_cross = None
+        self.forward_runner.reset()
+
+    def _reuse_cache(self, cls: type, spec: dict):
+        """The KV cache for a new video: the previous video's cache, its bookkeeping reset, when
+        ``cls(**spec)`` would build the same one (geometry: batch, tokens per frame, window, sink,
+        dtype, device, RoPE mode, ...); otherwise the previous cache is released *before* the new one is
+        allocated, so back-to-back videos (many jobs in one ComfyUI process) never hold two caches."""
+        previous = self.state
+        old = None if previous is None else previous.cache
+        if (
+            old is not None
+            and type(old) is cls
+            and all(
+                getattr(old, k, None) == (torch.device(v) if k == "device" else v) for k, v in spec.items()
+            )
+        ):
+            old.reset()
+            return old
+        if previous is not None:  # the rolling sampler holds the cache too
+            previous.cache = previous.rolling = None
+        self.forward_runner.reset()  # captured graphs (and their closures) may hold the old cache
+        del old
+        return cls(**spec)
+
+    def _reuse_cross(self, prompt: _Prompt, previous: RolloutState | None) -> bool:
+        """Copy the new prompt's cross-attention K/V into the previous video's buffers when their shapes
+        match (the graphs captured for the previous video read them), and use those; returns whether
+        it did. After a prompt switch the buffers are the switched prompt's, which no graph of the next
+        video may be keyed on: no reuse then."""
+        old = self._graph_cross
+        if previous is not None and previous.prompt.cross is old and _same_shapes(old, prompt.cross):
+            for dst, src in zip(old, prompt.cross):
+                for d, s in zip(_cross_tensors(dst), _cross_tensors(src)):
+                    d.copy_(s)
+            prompt.cross = old
+            return True
+        self._graph_cross = prompt.cross
+        return False
 
     def _new_rolling(self, st: RolloutState, cond) -> None:
         """Rolling Forcing: the window sampler and its cache (see ``rolling_window.py``)."""
@@ -396,17 +456,18 @@ class StreamingPipeline:
                 "not sharded); run it on one GPU"
             )
         sched = p.schedule
-        cache = RollingWindowCache(
-            cfg.num_layers,
-            st.batch,
-            (st.latent_h // cfg.patch[1]) * (st.latent_w // cfg.patch[2]),
-            cfg.num_heads,
-            cfg.head_dim,
-            n,
-            len(sched.timesteps),
+        spec = dict(
+            num_layers=cfg.num_layers,
+            batch=st.batch,
+            frame_tokens=(st.latent_h // cfg.patch[1]) * (st.latent_w // cfg.patch[2]),
+            num_heads=cfg.num_heads,
+            head_dim=cfg.head_dim,
+            block_frames=n,
+            window_blocks=len(sched.timesteps),
             dtype=self.cache_dtype or model.compute_dtype,
             device=self.device,
         )
+        cache = self._reuse_cache(RollingWindowCache, spec)
 
         def run(x, t):
             return self._guard_compile(model.forward_planned, x, t, st.prompt.cross[0], cache, None)
@@ -458,6 +519,10 @@ class StreamingPipeline:
         )
 
     def _new_cache(self, batch: int, lh: int, lw: int, t: int | None) -> OffsetRollingKVCache:
+        return self._reuse_cache(OffsetRollingKVCache, self._cache_spec(batch, lh, lw, t))
+
+    def _cache_spec(self, batch: int, lh: int, lw: int, t: int | None) -> dict:
+        """Constructor arguments of the AR video's ``OffsetRollingKVCache`` (no memory)."""
         p = self.preset
         cfg = self.experts[0].config
         frame_tokens = (lh // cfg.patch[1]) * (lw // cfg.patch[2])
@@ -471,14 +536,14 @@ class StreamingPipeline:
         rope = self.rope
         if rope == "auto":
             rope = "absolute" if t is not None and t <= cfg.rope_max_positions else "relative"
-        return OffsetRollingKVCache(
-            cfg.num_layers,
-            batch,
-            frame_tokens,
-            cfg.num_heads,
-            cfg.head_dim,
-            window,
-            p.sink_frames,
+        return dict(
+            num_layers=cfg.num_layers,
+            batch=batch,
+            frame_tokens=frame_tokens,
+            num_heads=cfg.num_heads,
+            head_dim=cfg.head_dim,
+            window_frames=window,
+            sink_frames=p.sink_frames,
             dtype=self.cache_dtype or self.experts[0].compute_dtype,
             device=self.device,
             rope=rope,
@@ -753,6 +818,23 @@ class StreamingPipeline:
         if st.recompute is not None:
             n += st.recompute.nbytes()
         return n
+
+
+def _cross_tensors(cross) -> list[torch.Tensor]:
+    return [*cross.text_k, *cross.text_v, *(cross.image_k or []), *(cross.image_v or [])]
+
+
+def _same_shapes(a: list | None, b: list) -> bool:
+    """Whether two per-expert lists of ``CrossAttnCache`` have the same tensors (shape, dtype, device)."""
+    if a is None or len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if (x.image_k is None) != (y.image_k is None) or len(x.text_k) != len(y.text_k):
+            return False
+        tx, ty = _cross_tensors(x), _cross_tensors(y)
+        if any((u.shape, u.dtype, u.device) != (v.shape, v.dtype, v.device) for u, v in zip(tx, ty)):
+            return False
+    return True
 
 
 def _pad_stack(embs: list[torch.Tensor]) -> torch.Tensor:

@@ -218,29 +218,67 @@ class RolloutPreset:
 
 _SF_STEPS = FewStepSchedule(steps=(1000, 750, 500, 250), shift=5.0, warp=True)
 
+
+def _comfy_dit(repo: str, name: str, role: str = "dit", alts: tuple[str, ...] = ()) -> ModelFile:
+    """A DiT in a Comfy-Org repackaged repo (``split_files/diffusion_models/<name>``)."""
+    return ModelFile(
+        role, "diffusion_models", name, repo, f"split_files/diffusion_models/{name}", alternatives=alts
+    )
+
+
+# Self-Forcing family: causal Wan2.1 T2V 1.3B distilled to 4 warped steps (shift 5), chunks of 3 latent
+# frames, 21-frame window, Wan2.1 VAE / TAEHV. The others differ only where stated.
+SELF_FORCING = RolloutPreset(
+    name="self-forcing-1.3b",
+    description="Self-Forcing DMD (Wan2.1 T2V 1.3B, causal, 4 steps, chunks of 3 latent frames)",
+    task="t2v",
+    dit=_dit("self_forcing_dmd.pt", "gdhe17/Self-Forcing", "checkpoints/self_forcing_dmd.pt", "5.7 GB"),
+    vae=VAE21,
+    taehv=TAEW21,
+    schedule=_SF_STEPS,
+)
+
+# Base Wan2.1 T2V 1.3B: bidirectional (the whole video is one chunk, every frame attends to every frame),
+# Euler 50 steps, shift 5, CFG 5. The other base presets differ only where stated.
+WAN21_T2V = RolloutPreset(
+    name="wan2.1-t2v-1.3b",
+    description="Base Wan2.1 T2V 1.3B, bidirectional, Euler 50 steps, CFG 5",
+    task="t2v",
+    dit=_comfy_dit(_WAN21, "wan2.1_t2v_1.3B_fp16.safetensors"),
+    vae=VAE21,
+    taehv=TAEW21,
+    sampler="euler_cfg",
+    euler=EulerSchedule(num_steps=50, shift=5.0),
+    guidance_scale=5.0,
+    frames_per_chunk=0,
+    window_frames=None,
+)
+
+WAN22_T2V_A14B = replace(
+    WAN21_T2V,
+    name="wan2.2-t2v-a14b",
+    description="Wan2.2 T2V A14B: high-noise expert for t >= 875, low-noise after; Euler 40 steps, CFG 4 / 3",
+    dit=_comfy_dit(_WAN22, "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"),
+    dit_low_noise=_comfy_dit(_WAN22, "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors", role="dit_low_noise"),
+    euler=EulerSchedule(num_steps=40, shift=12.0),
+    guidance_scale=3.0,
+    guidance_scale_high=4.0,
+    boundary=0.875,
+)
+
 _presets = [
-    RolloutPreset(
-        name="self-forcing-1.3b",
-        description="Self-Forcing DMD (Wan2.1 T2V 1.3B, causal, 4 steps, chunks of 3 latent frames)",
-        task="t2v",
-        dit=_dit("self_forcing_dmd.pt", "gdhe17/Self-Forcing", "checkpoints/self_forcing_dmd.pt", "5.7 GB"),
-        vae=VAE21,
-        taehv=TAEW21,
-        schedule=_SF_STEPS,
-    ),
-    RolloutPreset(
+    SELF_FORCING,
+    replace(
+        SELF_FORCING,
         name="causvid-1.3b",
         description="CausVid autoregressive DMD (Wan2.1 T2V 1.3B, 3 steps, shift 8, no warping)",
-        task="t2v",
         dit=_dit("causvid_model.pt", "tianweiy/CausVid", "autoregressive_checkpoint/model.pt", "10.6 GB"),
-        vae=VAE21,
-        taehv=TAEW21,
         schedule=FewStepSchedule(steps=(1000, 757, 522), shift=8.0, warp=False),
     ),
-    RolloutPreset(
+    replace(
+        SELF_FORCING,
         name="longlive-1.3b",
         description="LongLive (Wan2.1 T2V 1.3B + LoRA): short window 12 + frame sink 3, prompt switching",
-        task="t2v",
         dit=_dit(
             "longlive_base.pt", "Efficient-Large-Model/LongLive-1.3B", "models/longlive_base.pt", "5.3 GB"
         ),
@@ -252,130 +290,79 @@ _presets = [
             "models/lora.pt",
             size_hint="1.4 GB",
         ),
-        vae=VAE21,
-        taehv=TAEW21,
-        schedule=_SF_STEPS,
         window_frames=9,  # LongLive local_attn_size 12 = sink 3 + window 9 (window counts the current chunk)
         sink_frames=3,
         default_frames=477,  # longlive_inference.yaml num_output_frames 120 latent frames
     ),
-    RolloutPreset(
+    replace(
+        SELF_FORCING,
         name="rolling-forcing-1.3b",
         description="Rolling Forcing DMD (Wan2.1 T2V 1.3B, 5 steps): 5 chunks denoised jointly at staggered noise levels",
-        task="t2v",
         dit=_dit("rolling_forcing_dmd.pt", "TencentARC/RollingForcing", "checkpoints/rolling_forcing_dmd.pt"),
-        vae=VAE21,
-        taehv=TAEW21,
         schedule=FewStepSchedule(steps=(1000, 800, 600, 400, 200), shift=5.0, warp=True),
         sampler="rolling_forcing",
     ),
-    RolloutPreset(
+    replace(
+        SELF_FORCING,
         name="causal-forcing-chunkwise-1.3b",
         description="Causal Forcing chunk-wise (Wan2.1 T2V 1.3B, 4 steps, chunks of 3 latent frames)",
-        task="t2v",
         dit=_dit("causal_forcing_chunkwise.pt", "zhuhz22/Causal-Forcing", "chunkwise/causal_forcing.pt"),
-        vae=VAE21,
-        taehv=TAEW21,
-        schedule=_SF_STEPS,
     ),
-    RolloutPreset(
+    replace(
+        SELF_FORCING,
         name="causal-forcing-framewise-1.3b",
         description="Causal Forcing frame-wise (Wan2.1 T2V 1.3B, 4 steps, one latent frame per chunk)",
-        task="t2v",
         dit=_dit("causal_forcing_framewise.pt", "zhuhz22/Causal-Forcing", "framewise/causal_forcing.pt"),
-        vae=VAE21,
-        taehv=TAEW21,
-        schedule=_SF_STEPS,
         frames_per_chunk=1,
     ),
-    RolloutPreset(
+    replace(
+        SELF_FORCING,
         name="krea-realtime-14b",
         description="Krea realtime video (Wan2.1 T2V 14B, causal, 4 steps, KV cache recomputed every chunk)",
-        task="t2v",
         dit=_dit(
             "krea-realtime-video-14b.safetensors",
             "krea/krea-realtime-video",
             "krea-realtime-video-14b.safetensors",
             "28.6 GB",
         ),
-        vae=VAE21,
-        taehv=TAEW21,
         # server: get_denoising_schedule(5 steps) -> 1000, 937.5, 833.3, 625, 0
         schedule=FewStepSchedule(steps=(1000, 750, 500, 250), shift=5.0, warp=True, final_t0_step=True),
         window_frames=6,  # Krea cache: kv_cache_num_frames 3 + num_frame_per_block 3
         kv_recompute_frames=3,
     ),
-    RolloutPreset(
-        name="wan2.1-t2v-1.3b",
-        description="Base Wan2.1 T2V 1.3B, bidirectional, Euler 50 steps, CFG 5",
-        task="t2v",
-        dit=_dit(
-            "wan2.1_t2v_1.3B_fp16.safetensors",
-            _WAN21,
-            "split_files/diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors",
-        ),
-        vae=VAE21,
-        taehv=TAEW21,
-        sampler="euler_cfg",
-        euler=EulerSchedule(num_steps=50, shift=5.0),
-        guidance_scale=5.0,
-        frames_per_chunk=0,
-        window_frames=None,
-    ),
-    RolloutPreset(
+    WAN21_T2V,
+    replace(
+        WAN21_T2V,
         name="wan2.1-t2v-14b",
         description="Base Wan2.1 T2V 14B, bidirectional, Euler 50 steps, CFG 5",
-        task="t2v",
-        dit=_dit(
-            "wan2.1_t2v_14B_fp8_scaled.safetensors",
+        dit=_comfy_dit(
             _WAN21,
-            "split_files/diffusion_models/wan2.1_t2v_14B_fp8_scaled.safetensors",
+            "wan2.1_t2v_14B_fp8_scaled.safetensors",
             alts=("wan2.1_t2v_14B_fp16.safetensors", "wan2.1_t2v_14B_bf16.safetensors"),
         ),
-        vae=VAE21,
-        taehv=TAEW21,
-        sampler="euler_cfg",
-        euler=EulerSchedule(num_steps=50, shift=5.0),
-        guidance_scale=5.0,
-        frames_per_chunk=0,
-        window_frames=None,
     ),
-    RolloutPreset(
+    replace(
+        WAN21_T2V,
         name="wan2.1-i2v-14b-480p",
         description="Base Wan2.1 I2V 14B 480p: CLIP features + mask + image latent, Euler 40 steps, CFG 5",
         task="i2v",
-        dit=_dit(
-            "wan2.1_i2v_480p_14B_fp8_scaled.safetensors",
+        dit=_comfy_dit(
             _WAN21,
-            "split_files/diffusion_models/wan2.1_i2v_480p_14B_fp8_scaled.safetensors",
+            "wan2.1_i2v_480p_14B_fp8_scaled.safetensors",
             alts=("wan2.1_i2v_480p_14B_fp16.safetensors", "wan2.1_i2v_480p_14B_bf16.safetensors"),
         ),
-        vae=VAE21,
-        taehv=TAEW21,
         clip_vision=CLIP_H,
-        sampler="euler_cfg",
         euler=EulerSchedule(num_steps=40, shift=3.0),
-        guidance_scale=5.0,
-        frames_per_chunk=0,
-        window_frames=None,
         image_stamp="concat_y",
     ),
-    RolloutPreset(
+    replace(
+        WAN21_T2V,
         name="wan2.2-ti2v-5b",
         description="Wan2.2 TI2V 5B (text or text+image), 704x1280 24 fps, Euler 50 steps, CFG 5",
         task="ti2v",
-        dit=_dit(
-            "wan2.2_ti2v_5B_fp16.safetensors",
-            _WAN22,
-            "split_files/diffusion_models/wan2.2_ti2v_5B_fp16.safetensors",
-        ),
+        dit=_comfy_dit(_WAN22, "wan2.2_ti2v_5B_fp16.safetensors"),
         vae=VAE22,
         taehv=TAEW22,
-        sampler="euler_cfg",
-        euler=EulerSchedule(num_steps=50, shift=5.0),
-        guidance_scale=5.0,
-        frames_per_chunk=0,
-        window_frames=None,
         image_stamp="clean_t0",
         height=704,
         width=1280,
@@ -384,57 +371,20 @@ _presets = [
         latent_channels=48,
         vae_stride=(4, 16, 16),
     ),
-    RolloutPreset(
-        name="wan2.2-t2v-a14b",
-        description="Wan2.2 T2V A14B: high-noise expert for t >= 875, low-noise after; Euler 40 steps, CFG 4 / 3",
-        task="t2v",
-        dit=_dit(
-            "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
-            _WAN22,
-            "split_files/diffusion_models/wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
-        ),
-        dit_low_noise=ModelFile(
-            "dit_low_noise",
-            "diffusion_models",
-            "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
-            _WAN22,
-            "split_files/diffusion_models/wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
-        ),
-        vae=VAE21,
-        taehv=TAEW21,
-        sampler="euler_cfg",
-        euler=EulerSchedule(num_steps=40, shift=12.0),
-        guidance_scale=3.0,
-        guidance_scale_high=4.0,
-        boundary=0.875,
-        frames_per_chunk=0,
-        window_frames=None,
-    ),
-    RolloutPreset(
+    WAN22_T2V_A14B,
+    replace(
+        WAN22_T2V_A14B,
         name="wan2.2-i2v-a14b",
         description="Wan2.2 I2V A14B: mask + image latent (no CLIP), experts switch at t = 900; Euler 40 steps, CFG 3.5",
         task="i2v",
-        dit=_dit(
-            "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
-            _WAN22,
-            "split_files/diffusion_models/wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
+        dit=_comfy_dit(_WAN22, "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors"),
+        dit_low_noise=_comfy_dit(
+            _WAN22, "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors", role="dit_low_noise"
         ),
-        dit_low_noise=ModelFile(
-            "dit_low_noise",
-            "diffusion_models",
-            "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors",
-            _WAN22,
-            "split_files/diffusion_models/wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors",
-        ),
-        vae=VAE21,
-        taehv=TAEW21,
-        sampler="euler_cfg",
         euler=EulerSchedule(num_steps=40, shift=5.0),
         guidance_scale=3.5,
         guidance_scale_high=3.5,
         boundary=0.9,
-        frames_per_chunk=0,
-        window_frames=None,
         image_stamp="concat_y",
     ),
 ]

@@ -33,19 +33,37 @@ from collections.abc import Callable
 
 import torch
 
+from wan_core.dit.kv_cache import LayerKV
+
 from .schedulers import flow_to_x0, renoise
 
-__all__ = ["RollingWindowCache", "RollingForcingSampler", "ATTENTION_FRAMES"]
+__all__ = ["RollingWindowCache", "GatheredLayerKV", "RollingForcingSampler", "ATTENTION_FRAMES"]
 
 ATTENTION_FRAMES = 21  # RF CausalWanSelfAttention.max_attention_size (frames)
+
+
+class GatheredLayerKV(LayerKV):
+    """One layer's K/V for one pass of a ``RollingWindowCache``: the visible keys are gathered with a
+    device index (anchor, history and scratch slots in attention order), not a slot prefix."""
+
+    def __init__(
+        self, k: torch.Tensor, v: torch.Tensor, write_index: torch.Tensor, visible_index: torch.Tensor
+    ):
+        super().__init__(k, v, write_index, visible_index.shape[0])
+        self.visible_index = visible_index  # [kv_tokens] token slots, in key order
+
+    def visible(self) -> tuple[torch.Tensor, torch.Tensor]:  # each [B, kv_tokens, heads, head_dim]
+        return self.k.index_select(1, self.visible_index), self.v.index_select(1, self.visible_index)
 
 
 class RollingWindowCache:
     """Anchor + clean history ring + scratch for the current pass, with an explicit key list per pass.
 
-    Implements what ``WanDiT.forward_planned`` reads from a cache (``rope == "relative"``): write slots
-    and query positions of the pass (``write_index`` / ``chunk_positions``), the visible keys in order
-    (``visible``, gathered with a device index) and their positions (``visible_slot_positions``)."""
+    Implements the cache interface ``WanDiT.forward_planned`` reads (``rope == "relative"``; see
+    ``wan_core/dit/kv_cache.py``) without subclassing ``RollingKVCache``: write slots and query
+    positions of the pass (``write_index`` / ``chunk_positions``), the per-layer K/V objects
+    (``layer(i, n)``: a ``GatheredLayerKV``, the visible keys gathered in order with a device index)
+    and the keys' positions (``visible_slot_positions``)."""
 
     rope = "relative"
 
@@ -68,6 +86,7 @@ class RollingWindowCache:
                 f"{attention_frames}-frame attention of Rolling Forcing"
             )
         self.num_layers, self.batch, self.frame_tokens = num_layers, batch, frame_tokens
+        self.num_heads, self.head_dim = num_heads, head_dim
         self.block_frames, self.window_blocks = block_frames, window_blocks
         self.attention_frames = attention_frames
         self.anchor_frames = block_frames
@@ -80,6 +99,10 @@ class RollingWindowCache:
         self.k = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(num_layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(num_layers)]
         self._buffers: dict[tuple[str, int], torch.Tensor] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """A new video (memory is kept: every pass plans the slots it writes and reads)."""
         self.chunk_frames = 0
         self.kv_frames = 0
         self.kv_tokens = 0
@@ -128,12 +151,16 @@ class RollingWindowCache:
     def visible_slot_positions(self) -> torch.Tensor:  # [kv_frames]
         return self._key_pos
 
+    def layer(self, layer: int, n: int) -> GatheredLayerKV:
+        """Layer ``layer``'s K/V for the planned pass: tensors only, no layer index (torch.compile would
+        specialise a compiled block on the index and recompile per layer, see ``LayerKV``)."""
+        return GatheredLayerKV(self.k[layer], self.v[layer], self._write, self._visible)
+
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, n: int) -> None:
-        self.k[layer].index_copy_(1, self._write, k.to(self.dtype))
-        self.v[layer].index_copy_(1, self._write, v.to(self.dtype))
+        self.layer(layer, n).write(k, v)
 
     def visible(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:  # [B, kv_tokens, heads, hd]
-        return self.k[layer].index_select(1, self._visible), self.v[layer].index_select(1, self._visible)
+        return self.layer(layer, self.chunk_frames).visible()
 
     def tensors(self) -> list[torch.Tensor]:
         return [*self.k, *self.v, *self._buffers.values()]
