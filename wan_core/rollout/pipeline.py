@@ -275,7 +275,17 @@ class StreamingPipeline:
         return p.sampler == "euler_cfg" and (p.guidance_scale != 1.0 or (p.guidance_scale_high or 1.0) != 1.0)
 
     @torch.no_grad()
-    def initialize_cache(
+    def initialize_cache(self, *args, **kwargs) -> RolloutState:
+        """Start a new video (see ``_initialize_cache`` for the arguments). If this fails (bad size,
+        missing encoder, ...) the previous video's state is released too, so a later ``generate`` cannot
+        silently continue the old video: it asks for ``initialize_cache`` again."""
+        try:
+            return self._initialize_cache(*args, **kwargs)
+        except BaseException:
+            self.release()
+            raise
+
+    def _initialize_cache(
         self,
         prompts,
         image: torch.Tensor | None = None,
