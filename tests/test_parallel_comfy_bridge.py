@@ -1,0 +1,117 @@
+"""The Streaming AR Sampler's multi-GPU path (``nodes.core_bridge.sample(gpus=2)``) with 2 CPU workers
+(gloo) on tiny models from files: the same latents as the in-process path, a preview and a progress
+tick per chunk, prompt switches passed through, the worker pool reused across runs and dropped on
+interrupt; bad settings fail before any worker starts."""
+
+import pytest
+import torch
+from fixtures_models import TEXT_DIM, make_tiny_models
+
+from nodes import comfy_runtime as rt
+from nodes import core_bridge, multi_gpu
+from nodes.payloads import PromptSegment, StreamConditioning
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _FakeProgress:
+    """Stands in for ComfyUI's progress bar / preview events (``comfy_runtime.StepProgress``)."""
+
+    events: list = []
+
+    def __init__(self, num_chunks, steps_per_chunk, node_id, prompt_id):
+        self.num_chunks, self.steps_per_chunk = num_chunks, steps_per_chunk
+
+    def step(self, chunk, step):
+        self.events.append(("step", chunk, step))
+
+    def chunk_frames(self, chunk, frames, fps):
+        self.events.append(("frames", chunk, tuple(frames.shape)))
+
+
+@pytest.fixture(scope="module")
+def comfy_outside(tmp_path_factory):
+    """ComfyUI's runtime services replaced for a plain process (CPU device, no server)."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(rt, "torch_device", lambda: torch.device("cpu"))
+    mp.setattr(rt, "free_memory_for", lambda path, device: None)
+    mp.setattr(rt, "release_memory", lambda: None)
+    mp.setattr(rt, "executing_ids", lambda: (None, None))
+    mp.setattr(rt, "StepProgress", _FakeProgress)
+    mp.setattr(rt, "check_interrupt", lambda: None)
+    root = tmp_path_factory.mktemp("models")
+    info = make_tiny_models(root, families=("t2v",))["t2v"]
+    yield mp, info, {role: str(root / rel) for role, rel in info["files"].items()}
+    multi_gpu.close_all_pools()
+    mp.undo()
+
+
+def _conditioning():
+    g = torch.Generator().manual_seed(11)
+    first, second = torch.randn(1, 5, TEXT_DIM, generator=g), torch.randn(1, 7, TEXT_DIM, generator=g)
+    return StreamConditioning(segments=(PromptSegment(0, "a", first), PromptSegment(2, "b", second)))
+
+
+def _run(info, files, cond, **kw):
+    dit = core_bridge.load_dit(files["dit"], "auto", "auto", False, False)
+    taehv = core_bridge.load_taehv(files["taehv"], "auto")
+    _FakeProgress.events = []
+    latent = core_bridge.sample(
+        dit, cond, width=info["width"], height=info["height"], frames=1, preset=info["preset"], seed=4,
+        window_frames=-1, sink_frames=-1, chunks=3, preview_vae=taehv, **kw,
+    )  # fmt: skip
+    return latent, list(_FakeProgress.events)
+
+
+def _rel(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.mark.timeout(300)
+def test_multi_gpu_path_equals_in_process(comfy_outside):
+    mp, info, files = comfy_outside
+    cond = _conditioning()
+    single, single_events = _run(info, files, cond)
+    multi, multi_events = _run(info, files, cond, gpus=2, context_parallel="ring")
+    assert multi.shape == single.shape and multi.shape[2] == 9  # 3 chunks x 3 latent frames
+    assert _rel(multi, single) <= 1e-5
+    # without the switch at chunk 2 the last chunk differs: the switch reached the workers
+    no_switch = StreamConditioning(segments=cond.segments[:1])
+    other, _ = _run(info, files, no_switch, gpus=2, context_parallel="ring")
+    assert _rel(other[:, :, :6], single[:, :, :6]) <= 1e-5 and _rel(other[:, :, 6:], single[:, :, 6:]) > 1e-3
+    # one progress tick (the chunk's last step) and one preview per chunk, in order
+    frames_single = [e for e in single_events if e[0] == "frames"]
+    assert [e for e in multi_events if e[0] == "frames"] == frames_single and len(frames_single) == 3
+    last_step = max(e[2] for e in single_events if e[0] == "step")
+    last_steps = [e for e in single_events if e[0] == "step" and e[2] == last_step]
+    assert [e for e in multi_events if e[0] == "step"] == last_steps
+    # the pool (and its loaded models) is kept for the next run; an interrupt stops and drops it
+    pool = multi_gpu._POOLS[(2, "cpu")]
+    assert not pool.closed
+
+    def interrupt():
+        raise _Interrupted()
+
+    mp.setattr(rt, "check_interrupt", interrupt)
+    with pytest.raises(_Interrupted):
+        _run(info, files, cond, gpus=2, context_parallel="ring")
+    mp.setattr(rt, "check_interrupt", lambda: None)
+    assert pool.closed and (2, "cpu") not in multi_gpu._POOLS
+    assert all(not p.is_alive() for p in pool._procs)
+
+
+def test_bad_multi_gpu_settings_fail_before_starting_workers(comfy_outside, monkeypatch):
+    _, info, files = comfy_outside
+    # the tiny DiT has 1 attention head: Ulysses cannot split it over 2 GPUs
+    with pytest.raises(ValueError, match="context_parallel 'ring'"):
+        _run(info, files, _conditioning(), gpus=2, context_parallel="ulysses")
+    with pytest.raises(ValueError, match="'ulysses' or 'ring'"):
+        _run(info, files, _conditioning(), gpus=2, context_parallel="tensor")
+    with pytest.raises(ValueError, match="gpus must be 1 or more"):
+        _run(info, files, _conditioning(), gpus=0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match="gpus is 2, but this machine has 1 CUDA GPU"):
+        multi_gpu.pool_device(2, torch.device("cuda", 0))
+    assert multi_gpu.pool_device(2, torch.device("cpu")) == "cpu"
