@@ -115,3 +115,50 @@ def test_bad_multi_gpu_settings_fail_before_starting_workers(comfy_outside, monk
     with pytest.raises(ValueError, match="gpus is 2, but this machine has 1 CUDA GPU"):
         multi_gpu.pool_device(2, torch.device("cuda", 0))
     assert multi_gpu.pool_device(2, torch.device("cpu")) == "cpu"
+
+
+_KILLED_HOST = """
+import sys, time
+sys.path.insert(0, {root!r})
+from wan_core.parallel.worker_pool import ContextParallelWorkerPool
+pool = ContextParallelWorkerPool(2, device="cpu", import_main=False)
+print(*[p.pid for p in pool._procs], flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.timeout(120)
+def test_workers_exit_when_the_host_process_is_killed():
+    """A ComfyUI killed with SIGKILL runs no cleanup: its workers notice on their own and exit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    host = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_HOST.format(root=root)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        pids = [int(x) for x in host.stdout.readline().split()]
+        assert len(pids) == 2 and all(_running(p) for p in pids)
+    finally:
+        host.kill()
+        host.wait()
+    deadline = time.monotonic() + 60
+    while any(_running(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = [p for p in pids if _running(p)]
+    for pid in left:  # leave no orphans behind when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"workers {left} outlived the killed host process"

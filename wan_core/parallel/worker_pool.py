@@ -71,6 +71,20 @@ def _main_not_reimported():
             setattr(main, k, v)
 
 
+def _next_task(tasks):
+    """The next job, or None when told to stop or when the process that started the pool is gone
+    (a killed ComfyUI must not leave its workers waiting forever)."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    while True:
+        try:
+            return tasks.get(timeout=1.0)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():
+                return None
+
+
 def _worker_main(rank, world_size, port, backend, device, tasks, results):
     try:
         ctx = init_local(rank, world_size, port, backend=backend, device=device)
@@ -82,7 +96,7 @@ def _worker_main(rank, world_size, port, backend, device, tasks, results):
     state: dict = {}
     try:
         while True:
-            task = tasks.get()
+            task = _next_task(tasks)
             if task is None:
                 break
             job_id, fn, args, kwargs = task
