@@ -3,6 +3,8 @@
 tick per chunk, prompt switches passed through, the worker pool reused across runs and dropped on
 interrupt; bad settings fail before any worker starts."""
 
+import dataclasses
+
 import pytest
 import torch
 from fixtures_models import TEXT_DIM, make_tiny_models
@@ -42,8 +44,12 @@ def comfy_outside(tmp_path_factory):
     mp.setattr(rt, "StepProgress", _FakeProgress)
     mp.setattr(rt, "check_interrupt", lambda: None)
     root = tmp_path_factory.mktemp("models")
-    info = make_tiny_models(root, families=("t2v",))["t2v"]
-    yield mp, info, {role: str(root / rel) for role, rel in info["files"].items()}
+    made = make_tiny_models(root, families=("t2v", "i2v"))
+    for fam in made.values():
+        fam["paths"] = {role: str(root / rel) for role, rel in fam["files"].items()}
+    info = made["t2v"]
+    info["i2v"] = made["i2v"]
+    yield mp, info, info["paths"]
     multi_gpu.close_all_pools()
     mp.undo()
 
@@ -100,6 +106,37 @@ def test_multi_gpu_path_equals_in_process(comfy_outside):
     mp.setattr(rt, "check_interrupt", lambda: None)
     assert pool.closed and (2, "cpu") not in multi_gpu._POOLS
     assert all(not p.is_alive() for p in pool._procs)
+
+
+@pytest.mark.timeout(300)
+def test_multi_gpu_image_conditioning_equals_in_process(comfy_outside):
+    """Wan2.1 I2V (CFG with a negative prompt): the workers load the Wan VAE from its file and take the
+    CLIP features computed in this process (random here: the tiny CLIP file of ``fixtures_models`` is
+    28 px, while I2V Control Encode feeds 224 px)."""
+    _, info, _ = comfy_outside
+    i2v = info["i2v"]
+    files = i2v["paths"]
+    g = torch.Generator().manual_seed(12)
+    prompt = PromptSegment(
+        0,
+        "a",
+        torch.randn(1, 5, TEXT_DIM, generator=g),
+        negative_context=torch.randn(1, 4, TEXT_DIM, generator=g),
+    )
+    vae = core_bridge.load_vae(files["vae"], "auto")
+    image = torch.rand(1, i2v["height"], i2v["width"], 3, generator=g)
+    cond = core_bridge.encode_image_condition(StreamConditioning(segments=(prompt,)), vae, image, None)
+    clip_features = torch.randn(1, 257, 768, generator=g)  # [1, 257, clip_dim] as from I2V Control Encode
+    cond = cond.with_image(dataclasses.replace(cond.image, clip_features=clip_features))
+    dit = core_bridge.load_dit(files["dit"], "auto", "auto", False, False)
+    kw = dict(
+        width=i2v["width"], height=i2v["height"], frames=5, preset=i2v["preset"], seed=2,
+        window_frames=-1, sink_frames=-1, chunks=0,
+    )  # fmt: skip
+    single = core_bridge.sample(dit, cond, **kw)
+    multi = core_bridge.sample(dit, cond, gpus=2, context_parallel="ring", **kw)
+    assert multi.shape == single.shape and multi.shape[2] == 2
+    assert _rel(multi, single) <= 1e-5
 
 
 def test_bad_multi_gpu_settings_fail_before_starting_workers(comfy_outside, monkeypatch):
