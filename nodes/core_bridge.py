@@ -63,7 +63,16 @@ def load_dit(
     desc = f"Wan DiT {family} dim {cfg.dim} x {cfg.num_layers} layers, in {cfg.in_dim} / out {cfg.out_dim} channels"
     log.info("Load Wan DiT: %s (%s) on %s in %s", path, desc, device, dtype)
     options = RuntimeOptions(dtype=dtype, attention=attention, compile=compile, cuda_graphs=cuda_graphs)
-    return LoadedDiT(model=model, path=path, family=family, options=options, device=device, description=desc)
+    return LoadedDiT(
+        model=model,
+        path=path,
+        family=family,
+        options=options,
+        device=device,
+        description=desc,
+        lora_path=lora_path,
+        lora_strength=lora_strength,
+    )
 
 
 def load_vae(path: str, precision: str) -> LoadedVAE:
@@ -290,8 +299,13 @@ def sample(
     chunks: int,
     preview_vae: LoadedVAE | None = None,
     dit_low_noise: LoadedDiT | None = None,
+    gpus: int = 1,
+    context_parallel: str = "ulysses",
 ) -> torch.Tensor:
-    """Run the rollout chunk by chunk; returns the raw latent ``[1, C, T, h, w]`` (CPU, float32)."""
+    """Run the rollout chunk by chunk; returns the raw latent ``[1, C, T, h, w]`` (CPU, float32).
+
+    ``gpus`` > 1: the rollout runs on that many local worker processes (``multi_gpu``), splitting the
+    DiT's tokens (``context_parallel``: "ulysses" | "ring"); the preview is decoded here."""
     from wan_core.rollout.pipeline import StreamingPipeline
     from wan_core.rollout.presets import get_preset
     from wan_core.vae.latent_norm import to_raw
@@ -312,12 +326,22 @@ def sample(
             "(e.g. longlive-1.3b)."
         )
 
+    if dit_low_noise is not None and p.boundary is None:
+        raise ValueError(f"Streaming AR Sampler: preset {p.name} uses one DiT; disconnect dit_low_noise.")
+    if gpus < 1:
+        raise ValueError(f"Streaming AR Sampler: gpus must be 1 or more, got {gpus}")
+    if gpus > 1:
+        latents = _sample_on_workers(
+            dit, cond, p, overrides, width, height, frames, chunks, seed, preview_vae, dit_low_noise,
+            gpus, context_parallel,
+        )  # fmt: skip
+        rt.release_memory()
+        return to_raw(torch.cat(latents, dim=2))
+
     model = dit.model
     if dit_low_noise is not None:
         from wan_core.dit import DualExpertDiT
 
-        if p.boundary is None:
-            raise ValueError(f"Streaming AR Sampler: preset {p.name} uses one DiT; disconnect dit_low_noise.")
         model = DualExpertDiT(dit.model, dit_low_noise.model, p.boundary)
 
     image = cond.image
@@ -381,6 +405,53 @@ def sample(
     del pipe
     rt.release_memory()
     return to_raw(torch.cat(latents, dim=2))
+
+
+def _sample_on_workers(
+    dit, cond, p, overrides, width, height, frames, chunks, seed, preview_vae, dit_low_noise, gpus, mode
+) -> list[torch.Tensor]:
+    """The rollout on ``gpus`` local workers; progress advances per finished chunk (the workers
+    report chunks, not steps), interruption is checked between chunks. Normalized latent chunks."""
+    from contextlib import closing
+
+    from . import multi_gpu
+
+    if mode not in ("ulysses", "ring"):
+        raise ValueError(f"Streaming AR Sampler: context_parallel must be 'ulysses' or 'ring', got {mode!r}")
+    heads = getattr(getattr(dit.model, "config", None), "num_heads", None)
+    if mode == "ulysses" and heads is not None and heads % gpus:
+        raise ValueError(
+            f"Streaming AR Sampler: Ulysses context parallelism splits the DiT's {heads} attention heads over "
+            f"the GPUs, so gpus must divide {heads} (gpus is {gpus}); pick such a gpus or context_parallel 'ring'."
+        )
+    device = multi_gpu.pool_device(gpus, dit.device)
+    spec = multi_gpu.build_spec(
+        dit, cond, p, overrides, context_parallel=mode, width=width, height=height, frames=frames,
+        chunks=chunks, seed=seed, dit_low_noise=dit_low_noise,
+    )  # fmt: skip
+    prompt_id, node_id = rt.executing_ids()
+    decoder = _ChunkDecoder(preview_vae) if preview_vae is not None else None
+    reporter = None
+    latents = []
+    with closing(multi_gpu.rollout_on_workers(spec, gpus, device)) as chunks_out:
+        for chunk in chunks_out:
+            i = chunk["index"]
+            if reporter is None:
+                num_chunks, steps = chunk["num_chunks"], chunk["steps_per_chunk"]
+                reporter = rt.StepProgress(num_chunks, steps, node_id, prompt_id)
+                late = sorted(s.start_chunk for s in cond.segments[1:] if s.start_chunk >= num_chunks)
+                if late:
+                    log.warning(
+                        "Streaming AR Sampler: prompt switches at chunks %s are after the last chunk (%d)",
+                        late,
+                        num_chunks - 1,
+                    )
+            reporter.step(i, reporter.steps_per_chunk - 1)  # the whole chunk at once
+            latents.append(chunk["latents"].float().cpu())  # [1, C, n, h, w] normalized
+            if decoder is not None:
+                reporter.chunk_frames(i, decoder(chunk["latents"]), fps=float(p.fps))
+            rt.check_interrupt()
+    return latents
 
 
 # --------------------------------------------------------------------------------------------------

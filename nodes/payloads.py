@@ -32,6 +32,8 @@ class LoadedDiT:
     options: RuntimeOptions
     device: torch.device
     description: str = ""
+    lora_path: str | None = None  # LoRA merged at load (the multi-GPU workers load it the same way)
+    lora_strength: float = 1.0
 
     @property
     def config(self) -> Any:

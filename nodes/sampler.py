@@ -112,6 +112,26 @@ class WanStreamARSampler(io.ComfyNode):
                     optional=True,
                     tooltip="Wan2.2 A14B only: the low-noise expert (then 'dit' is the high-noise expert).",
                 ),
+                io.Int.Input(
+                    "gpus",
+                    optional=True,
+                    default=1,
+                    min=1,
+                    max=16,
+                    tooltip="1 = in-process single GPU (default). N > 1 = N local worker processes, one GPU "
+                    "each, splitting the DiT's tokens (context parallelism); they load the DiT from its file "
+                    "with the loader's settings and stay up, models loaded, for the next run. Progress then "
+                    "advances per chunk.",
+                ),
+                io.Combo.Input(
+                    "context_parallel",
+                    optional=True,
+                    options=["ulysses", "ring"],
+                    default="ulysses",
+                    tooltip="How the GPUs split attention when gpus > 1. ulysses: each GPU takes a share of the "
+                    "attention heads (gpus must divide the head count: 12 for 1.3B, 24 for 5B, 40 for 14B). "
+                    "ring: each GPU takes a share of every frame's tokens (any head count).",
+                ),
             ],
             outputs=[
                 io.Latent.Output(display_name="latent", tooltip="Raw Wan video latent [1, C, F, H/8, W/8].")
@@ -133,6 +153,8 @@ class WanStreamARSampler(io.ComfyNode):
         chunks,
         preview_vae=None,
         dit_low_noise=None,
+        gpus=1,
+        context_parallel="ulysses",
     ) -> io.NodeOutput:
         samples = core_bridge.sample(
             dit,
@@ -147,5 +169,7 @@ class WanStreamARSampler(io.ComfyNode):
             chunks=chunks,
             preview_vae=preview_vae,
             dit_low_noise=dit_low_noise,
+            gpus=gpus,
+            context_parallel=context_parallel,
         )
         return io.NodeOutput({"samples": samples})

@@ -50,7 +50,10 @@ EXPECTED = {
             "frames": "INT", "preset": COMBO, "seed": "INT", "window_frames": "INT", "sink_frames": "INT",
             "chunks": "INT",
         },
-        "optional": {"preview_vae": "WANSTREAM_VAE", "dit_low_noise": "WANSTREAM_DIT"},
+        "optional": {
+            "preview_vae": "WANSTREAM_VAE", "dit_low_noise": "WANSTREAM_DIT", "gpus": "INT",
+            "context_parallel": COMBO,
+        },
         "outputs": ["LATENT"],
     },
     "WanStreamDecodeChunk": {
@@ -83,6 +86,7 @@ def test_node_listed_with_types(object_info, node_id):
     assert info["output"] == want["outputs"]
     # inputs are append-only: the declared order is the order above (saved workflows depend on it)
     assert info["input_order"]["required"] == list(want["inputs"])
+    assert info["input_order"].get("optional", []) == list(want["optional"])
     assert info["category"] == "Wan Stream"
     assert len(info["description"]) > 40, "every node needs a description"
     for name, spec in {**required, **optional}.items():
@@ -100,6 +104,11 @@ def test_option_lists(object_info):
     assert {"wan_2.1_vae.safetensors", "wan2.2_vae.safetensors"} <= set(vae)
     clip = object_info["WanStreamI2VControlEncode"]["input"]["required"]["clip_vision"][1]
     assert clip["options"][0] == "none" and clip["default"] == "none"
+    sampler_optional = object_info["WanStreamARSampler"]["input"]["optional"]
+    gpus = sampler_optional["gpus"][1]
+    assert (gpus["default"], gpus["min"], gpus["max"]) == (1, 1, 16)  # 1 = in-process, the default
+    cp = sampler_optional["context_parallel"][1]
+    assert cp["options"] == ["ulysses", "ring"] and cp["default"] == "ulysses"
     preset = object_info["WanStreamARSampler"]["input"]["required"]["preset"][1]["options"]
     assert preset[0] == "self-forcing-1.3b"
     assert {

@@ -24,7 +24,9 @@ point under ``if __name__ == "__main__":`` (spawned workers re-import it, as Pyt
 from __future__ import annotations
 
 import queue
+import sys
 import traceback
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -45,6 +47,44 @@ def _to_cpu(obj):
     return obj
 
 
+@contextmanager
+def _main_not_reimported():
+    """Spawned children import no ``__main__`` script while this is active.
+
+    Python's spawn re-runs the parent's main script in each child (as ``__mp_main__``). Inside an
+    application such as ComfyUI that script starts the whole app (argument parsing, custom-node
+    start-up scripts, CUDA initialisation), so the pool hides it while it starts its workers; the
+    worker code is imported by module name (``wan_core.parallel.worker_pool``) instead.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {k: getattr(main, k) for k in ("__spec__", "__file__") if hasattr(main, k)}
+    try:
+        main.__spec__ = None
+        if "__file__" in saved:
+            del main.__file__
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
+
+
+def _next_task(tasks):
+    """The next job, or None when told to stop or when the process that started the pool is gone
+    (a killed ComfyUI must not leave its workers waiting forever)."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    while True:
+        try:
+            return tasks.get(timeout=1.0)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():
+                return None
+
+
 def _worker_main(rank, world_size, port, backend, device, tasks, results):
     try:
         ctx = init_local(rank, world_size, port, backend=backend, device=device)
@@ -56,7 +96,7 @@ def _worker_main(rank, world_size, port, backend, device, tasks, results):
     state: dict = {}
     try:
         while True:
-            task = tasks.get()
+            task = _next_task(tasks)
             if task is None:
                 break
             job_id, fn, args, kwargs = task
@@ -77,6 +117,8 @@ class ContextParallelWorkerPool:
 
     ``device``: ``"cuda"`` (rank r on ``cuda:r``, NCCL) or ``"cpu"`` (gloo); default CUDA when it has
     at least ``world_size`` GPUs. ``start_timeout``: seconds to wait for the group to form.
+    ``import_main``: False when the host's main script must not run again in the workers (an
+    application such as ComfyUI: jobs and their arguments must then be importable by module name).
     """
 
     def __init__(
@@ -85,6 +127,7 @@ class ContextParallelWorkerPool:
         device: str | None = None,
         backend: str | None = None,
         start_timeout: float = 300.0,
+        import_main: bool = True,
     ):
         if world_size < 1:
             raise ValueError(f"world_size must be >= 1, got {world_size}")
@@ -112,8 +155,9 @@ class ContextParallelWorkerPool:
             )
             for r in range(world_size)
         ]
-        for p in self._procs:
-            p.start()
+        with _main_not_reimported() if not import_main else nullcontext():
+            for p in self._procs:
+                p.start()
         self._job = 0
         self._closed = False
         ready = 0
@@ -123,6 +167,11 @@ class ContextParallelWorkerPool:
                 self.terminate()
                 raise RuntimeError(f"a context-parallel worker failed to start: {payload}")
             ready += kind == "ready"
+
+    @property
+    def closed(self) -> bool:
+        """True once closed or terminated (a new pool is needed then)."""
+        return self._closed
 
     # -- plumbing -------------------------------------------------------------------------------------
     def _get(self, timeout: float | None, what: str):
@@ -226,6 +275,8 @@ class RolloutSpec:
     decoder: str = "vae"  # "vae" | "taehv" | "none" (latents only)
     pipeline_kw: dict = field(default_factory=dict)  # rope, cache_dtype, cuda_graphs, compile, ...
     load: object | None = None
+    num_chunks: int | None = None  # AR presets: this many chunks instead of num_frames
+    clip_features: torch.Tensor | None = None  # [B, 257, 1280] precomputed CLIP tokens (Wan2.1 I2V)
 
     def model_key(self) -> tuple:
         return (
@@ -258,7 +309,8 @@ def _load_from_files(ctx, spec: RolloutSpec):
 
 def rollout_job(ctx, state: dict, spec: RolloutSpec):
     """Job for ``ContextParallelWorkerPool.run``: yields per chunk (on rank 0) ``{"index",
-    "frame_start", "latents" [B, C, n, h, w], "frames" [B, 3, f, H, W] or None}``."""
+    "frame_start", "latents" [B, C, n, h, w], "frames" [B, 3, f, H, W] or None, "num_chunks",
+    "steps_per_chunk"}``."""
     from .pipeline import parallelize_pipeline
 
     key = spec.model_key()
@@ -269,20 +321,34 @@ def rollout_job(ctx, state: dict, spec: RolloutSpec):
         state["key"] = key
     pipe = state["pipe"]
     dev = ctx.device
+    if spec.clip_features is not None:  # per job: the pipeline is kept between jobs
+        features = spec.clip_features.to(dev)
+        pipe.clip_vision = lambda _image: features
     pipe.initialize_cache(
         spec.prompt.to(dev),
         None if spec.image is None else spec.image.to(dev),
         height=spec.height,
         width=spec.width,
         num_frames=spec.num_frames,
+        num_chunks=spec.num_chunks,
         seed=spec.seed,
         negative_prompt=None if spec.negative_prompt is None else spec.negative_prompt.to(dev),
         prompt_switches={c: e.to(dev) for c, e in (spec.prompt_switches or {}).items()},
     )
     if pipe.num_chunks is None:
-        raise ValueError("the worker pool renders a finite video: give num_frames in the RolloutSpec")
+        raise ValueError(
+            "the worker pool renders a finite video: give num_frames or num_chunks in the RolloutSpec"
+        )
+    steps_per_chunk = pipe.total_steps // pipe.num_chunks
     for i in range(pipe.num_chunks):
         r = pipe.generate(i)
         if ctx.is_main:
-            yield {"index": r.index, "frame_start": r.frame_start, "latents": r.latents, "frames": r.frames}
+            yield {
+                "index": r.index,
+                "frame_start": r.frame_start,
+                "latents": r.latents,
+                "frames": r.frames,
+                "num_chunks": pipe.num_chunks,
+                "steps_per_chunk": steps_per_chunk,
+            }
         pipe.finalize(i)
