@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 import torch
-from fixtures_models import TEXT_DIM, make_tiny_models
+from tiny_models import TEXT_DIM, make_tiny_models
 
 from nodes import comfy_runtime as rt
 from nodes import core_bridge, multi_gpu
@@ -111,7 +111,7 @@ def test_multi_gpu_path_equals_in_process(comfy_outside):
 @pytest.mark.timeout(300)
 def test_multi_gpu_image_conditioning_equals_in_process(comfy_outside):
     """Wan2.1 I2V (CFG with a negative prompt): the workers load the Wan VAE from its file and take the
-    CLIP features computed in this process (random here: the tiny CLIP file of ``fixtures_models`` is
+    CLIP features computed in this process (random here: the tiny CLIP file of ``tiny_models`` is
     28 px, while I2V Control Encode feeds 224 px)."""
     _, info, _ = comfy_outside
     i2v = info["i2v"]
