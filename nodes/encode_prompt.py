@@ -51,12 +51,22 @@ class WanStreamEncodePrompt(io.ComfyNode):
                     "precision",
                     options=rt.PRECISIONS,
                     default="auto",
-                    tooltip="Encoder precision. auto: the file's own (fp8 scaled files stay fp8), bf16 on GPU, fp32 on CPU.",
+                    tooltip="Encoder precision. auto: the file's own (fp8 scaled files stay fp8), bf16 on GPU and with "
+                    "device cpu, fp32 when ComfyUI itself runs on the CPU.",
                 ),
                 io.Boolean.Input(
                     "download",
                     default=False,
                     tooltip="Download the selected known encoder file from Hugging Face when it is missing.",
+                ),
+                io.Combo.Input(
+                    "device",
+                    optional=True,
+                    options=list(core_bridge.TEXT_ENCODER_DEVICES),
+                    default="auto",
+                    tooltip="Where the encoder loads and runs. auto: ComfyUI's GPU. cpu: system RAM and CPU, for "
+                    "small GPUs (UMT5-XXL needs ~11 GB in bf16, ~6 GB in fp8); slower, but only the embeddings "
+                    "reach the GPU. Cached prompts are reused whichever device encoded them.",
                 ),
             ],
             outputs=[
@@ -67,9 +77,11 @@ class WanStreamEncodePrompt(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, text_encoder, positive, negative, prompt_switches, precision, download) -> io.NodeOutput:
+    def execute(
+        cls, text_encoder, positive, negative, prompt_switches, precision, download, device="auto"
+    ) -> io.NodeOutput:
         schedule = parse_prompt_switches(positive, prompt_switches)
         path = model_files.resolve("text_encoders", text_encoder, download, "Encode UMT5 Prompt")
         return io.NodeOutput(
-            core_bridge.encode_prompt_schedule(path, schedule, negative, precision=precision)
+            core_bridge.encode_prompt_schedule(path, schedule, negative, precision=precision, device=device)
         )

@@ -148,3 +148,38 @@ def test_generate_under_torchrun_context_parallel_matches_one_process(models_dir
     a, b = frames(single), frames(multi)
     assert a.shape == b.shape == (21, 32, 48, 3)
     assert np.abs(a - b).mean() < 0.5 and np.abs(a - b).max() <= 8
+
+
+@pytest.mark.parametrize("choice", ["cpu", "auto"])
+def test_text_encoder_device_flag_puts_the_encoder_there(models_dir, tmp_path, monkeypatch, capsys, choice):
+    """``--text-encoder-device cpu`` loads and runs UMT5 on the CPU whatever ``--device`` is (small GPUs);
+    auto follows ``--device``. ``cpu:0`` stands in for the GPU: a distinct device that still runs here."""
+    import torch
+
+    import wan_core.text as text
+
+    real_load_umt5, seen = text.load_umt5, []
+
+    def spy_load_umt5(path, dtype=None, device="cpu"):
+        seen.append(torch.device(device))
+        return real_load_umt5(path, dtype=dtype, device=device)
+
+    monkeypatch.setattr(text, "load_umt5", spy_load_umt5)
+    out = tmp_path / "fox.mp4"
+    rc = main(
+        ["generate", "--preset", "self-forcing-1.3b", "--prompt", "a red fox", "--models-dir", str(models_dir),
+         "--frames", "9", "--height", "32", "--width", "48", "--out", str(out), "--decoder", "taehv",
+         "--device", "cpu:0", "--text-encoder-device", choice]
+    )  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    assert seen == [torch.device("cpu") if choice == "cpu" else torch.device("cpu:0")]
+    text_out = capsys.readouterr().out
+    assert f"text encoded on {seen[0]}" in text_out and "wrote 9 frames" in text_out
+    assert out.is_file() and out.stat().st_size > 0
+
+
+def test_text_encoder_device_rejects_other_devices(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--preset", "self-forcing-1.3b", "--prompt", "x", "--models-dir", "m",
+              "--text-encoder-device", "cuda:1"])  # fmt: skip
+    assert "--text-encoder-device" in capsys.readouterr().err

@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     g.add_argument(
+        "--text-encoder-device",
+        choices=("auto", "cpu"),
+        default="auto",
+        help="where UMT5-XXL (~11 GB) loads and runs: auto = the generation device, cpu = for small GPUs",
+    )
+    g.add_argument(
         "--dtype", choices=sorted(DTYPES), default=None, help="DiT dtype (default bf16 on CUDA, fp32 on CPU)"
     )
     g.add_argument("--attention", default="auto", help="auto | sdpa | sage | flash")
@@ -185,11 +191,12 @@ def _generate(args, preset, switches, device, cp) -> int:
 
         negative = DEFAULT_NEGATIVE_PROMPT if args.negative_prompt is None else args.negative_prompt
         texts.append(negative)
-    embs = encode_text(files["text_encoder"], texts, device=device)
+    text_device = torch.device("cpu") if args.text_encoder_device == "cpu" else device
+    embs = [e.to(device) for e in encode_text(files["text_encoder"], texts, device=text_device)]  # fp32
     emb_main = embs[0][None]
     emb_switch = {c: embs[1 + i][None] for i, c in enumerate(switches)}
     emb_neg = embs[-1][None] if negative is not None else None
-    say(f"text encoded in {time.perf_counter() - t0:.2f} s")
+    say(f"text encoded on {text_device} in {time.perf_counter() - t0:.2f} s")
 
     t0 = time.perf_counter()
     pipe = build_pipeline(

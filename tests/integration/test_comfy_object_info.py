@@ -33,7 +33,7 @@ EXPECTED = {
             "text_encoder": COMBO, "positive": "STRING", "negative": "STRING",
             "prompt_switches": "STRING", "precision": COMBO, "download": "BOOLEAN",
         },
-        "optional": {},
+        "optional": {"device": COMBO},
         "outputs": ["WANSTREAM_CONDITIONING"],
     },
     "WanStreamI2VControlEncode": {
@@ -104,6 +104,8 @@ def test_option_lists(object_info):
     assert {"wan_2.1_vae.safetensors", "wan2.2_vae.safetensors"} <= set(vae)
     clip = object_info["WanStreamI2VControlEncode"]["input"]["required"]["clip_vision"][1]
     assert clip["options"][0] == "none" and clip["default"] == "none"
+    device = object_info["WanStreamEncodePrompt"]["input"]["optional"]["device"][1]
+    assert device["options"] == ["auto", "cpu"] and device["default"] == "auto"  # auto: as before
     sampler_optional = object_info["WanStreamARSampler"]["input"]["optional"]
     gpus = sampler_optional["gpus"][1]
     assert (gpus["default"], gpus["min"], gpus["max"]) == (1, 1, 16)  # 1 = in-process, the default

@@ -71,3 +71,46 @@ def test_conditioning_schedule_lookup():
     assert [cond.segment_for_chunk(i).text for i in range(7)] == ["a", "a", "a", "b", "b", "c", "c"]
     with pytest.raises(ValueError, match="chunk 0"):
         StreamConditioning(segments=(PromptSegment(1, "a", ctx),))
+
+
+def test_encode_prompt_on_cpu_for_small_gpus_shares_the_cache(tmp_path, monkeypatch):
+    """The node's ``device`` input: cpu loads and runs UMT5 on the CPU in bf16 although ComfyUI's device is
+    a GPU (faked: no CUDA here); the embeddings come back fp32 on the CPU like the GPU path's, and a
+    later ``auto`` run of the same prompts is served from the cache (the key holds no device)."""
+    from tiny_models import _umt5_file
+
+    import wan_core.text as text
+    from nodes import comfy_runtime as rt
+    from nodes import core_bridge
+
+    path = tmp_path / "umt5_xxl_fp16.safetensors"
+    _umt5_file(path, fp8=False)
+    gpu = torch.device("cuda", 0)
+    freed, loads = [], []
+    monkeypatch.setattr(rt, "torch_device", lambda: gpu)
+    monkeypatch.setattr(rt, "free_memory_for", lambda p, device: freed.append(device))
+    monkeypatch.setattr(rt, "release_memory", lambda: None)
+    real_dtype = rt.compute_dtype  # ComfyUI's bf16 check for the fake GPU
+    monkeypatch.setattr(rt, "compute_dtype", lambda p, d: torch.bfloat16 if d == gpu else real_dtype(p, d))
+    monkeypatch.setattr(core_bridge, "_PROMPT_CACHE", None)
+    real_load = text.load_umt5
+
+    def spy_load(p, dtype=None, device="cpu"):
+        loads.append((torch.device(device), dtype))
+        return real_load(p, dtype=dtype, device=device)
+
+    monkeypatch.setattr(text, "load_umt5", spy_load)
+    schedule = [(0, "a red fox"), (2, "a white wolf")]
+    cond = core_bridge.encode_prompt_schedule(str(path), schedule, "", precision="auto", device="cpu")
+    assert loads == [(torch.device("cpu"), torch.bfloat16)] and freed == [torch.device("cpu")]
+    for seg in cond.segments:
+        assert seg.context.dtype == torch.float32 and seg.context.device.type == "cpu"
+        assert seg.context.shape[0] == 1 and seg.context.abs().sum() > 0
+    assert not torch.equal(cond.segments[0].context, cond.segments[1].context)
+    again = core_bridge.encode_prompt_schedule(str(path), schedule, "", precision="auto", device="auto")
+    assert len(loads) == 1, "the same prompts must come from the cache whatever device encoded them"
+    for a, b in zip(cond.segments, again.segments):
+        assert torch.equal(a.context, b.context) and torch.equal(a.negative_context, b.negative_context)
+    assert core_bridge.text_encoder_device("auto") == gpu
+    with pytest.raises(ValueError, match="device must be one of auto, cpu"):
+        core_bridge.text_encoder_device("cuda:1")
