@@ -140,3 +140,14 @@ def test_start_image_with_an_autoregressive_t2v_model(comfy):
     assert entry["status"]["status_str"] == "success", entry["status"]
     video = entry["outputs"][SAVE]["images"][0]
     assert _decode_mp4(comfy.view(video["filename"], video["subfolder"]))[:2] == (21, (64, 64))
+
+
+def test_text_encoder_on_cpu_and_saved_workflows_without_the_device_input(comfy):
+    """Encode UMT5 Prompt's optional ``device``: cpu runs on the real server, and a saved API workflow from
+    before the input existed (no ``device`` key) still runs, with the same frames for the same seed."""
+    name, seed = "t2v_self_forcing_1.3b", {"6": {"seed": 77}}
+    prompt = {"2": {"positive": "a lighthouse in a storm, encoded on the cpu", "device": "cpu"}}
+    on_cpu = _run_previews(comfy, tiny_api_prompt(name, **seed, **prompt))
+    old = tiny_api_prompt(name, **seed, **prompt)
+    del old["2"]["inputs"]["device"]
+    assert _run_previews(comfy, old) == on_cpu and len(on_cpu) == 2
