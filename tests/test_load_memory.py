@@ -210,7 +210,7 @@ def test_fp8_scaled_file_keeps_one_byte_weights(fp8_file):
     n_fp8 = sum(torch.Size(shapes[k]).numel() for k in linear)
     n_rest = sum(torch.Size(s).numel() for k, s in shapes.items() if k not in linear)
     expected = n_fp8 * 1 + n_rest * 2 + len(linear) * 4  # fp8 weights, bf16 rest, fp32 scales
-    assert n_fp8 > 4 * n_rest  # the Linear weights are the bulk of the model
+    assert n_fp8 > 3 * n_rest  # the Linear weights are the bulk of the model
 
     rep = measure("loader", path)
     print(
@@ -223,9 +223,9 @@ def test_fp8_scaled_file_keeps_one_byte_weights(fp8_file):
         "torch.bfloat16"
     }
     assert rep["param_bytes"] == expected
-    # the loaded model plus one tensor; dequantizing to bf16 (2 bytes a weight) would need ~2x
-    assert rep["extra"] < 1.5 * expected, f"allocated {_mb(rep['extra'])} for a {_mb(expected)} model"
+    # fp8 weights are not even copied; dequantizing them to bf16 (2 bytes a weight) would need > 1x
+    assert rep["extra"] < expected, f"allocated {_mb(rep['extra'])} for a {_mb(expected)} model"
 
     naive = measure("read", path)
     print(f"fp8 naive (dequantized): beyond file {_mb(naive['extra'])}")
-    assert naive["extra"] > 1.5 * expected
+    assert naive["extra"] > expected
