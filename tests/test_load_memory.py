@@ -1,8 +1,9 @@
-"""The DiT loader never holds a full fp32 copy of the model in RAM, and keeps fp8 weights at 1 byte.
+"""The DiT and UMT5 loaders never hold a full fp32 copy of the model in RAM; fp8 weights stay 1 byte.
 
-A synthetic fp32 checkpoint with the real key layout (a few hundred MB) is written tensor by tensor,
-then loaded in a fresh subprocess that reports its resident memory: ``VmRSS`` right before loading
-(torch and the loader already imported) and the peak (``ru_maxrss``) after.
+Synthetic fp32 / fp8-scaled checkpoints with the real key layouts (a few hundred MB) are written
+tensor by tensor, then loaded in a fresh subprocess that reports its resident memory: ``VmRSS`` right
+before loading (torch and the loaders imported, one tiny model built on meta to pull in torch's lazy
+imports) and the peak (``ru_maxrss``) after.
 
 What the peak holds: safetensors memory-maps the file, and every page a reader touches stays counted
 in RSS while the file is open (file-backed, reclaimable page cache). A loader that reads every tensor
@@ -13,6 +14,8 @@ loaders are run through the same measurement to show that the bound fails for th
 file into memory (``safetensors.torch.load(bytes)``), and building the model in fp32 on the CPU before
 casting it. (``safetensors.torch.load_file`` + ``.to(bf16)`` is *not* among them: its tensors are
 views of the same mmapped pages, so it allocates only the bf16 copies, measured equal to the loader.)
+Tensors that need no conversion (fp8 weights, bf16 tensors of a bf16 target) stay views on the mmapped
+file too: the fp8 model costs no anonymous memory at all until its pages are read.
 """
 
 import json
@@ -117,9 +120,11 @@ CHILD = textwrap.dedent(
     import json, resource, sys
     import torch
     import safetensors.torch
-    from wan_core.dit import WanDiT
+    from wan_core.dit import WanDiT, WanDiTConfig
     from wan_core.dit.loader import build_meta_dit, load_dit, plan_dit_load
     from wan_core.quant import is_fp8
+    from wan_core.text import UMT5Config, UMT5Encoder, load_umt5
+    from wan_core.text.loader import umt5_config_from_shapes, umt5_key_map
 
     def rss_now():
         for line in open("/proc/self/status"):
@@ -149,9 +154,29 @@ CHILD = textwrap.dedent(
         model.load_state_dict(dequantized_bf16(sd, plan), assign=True)
         return model
 
+    def naive_umt5(path):  # the whole file read into RAM, then converted
+        sd = safetensors.torch.load(open(path, "rb").read())
+        key_map, _ = umt5_key_map(list(sd))
+        with torch.device("meta"):
+            model = UMT5Encoder(umt5_config_from_shapes({n: tuple(sd[k].shape) for n, k in key_map.items()}))
+        model.load_state_dict({n: sd[k].to(torch.bfloat16) for n, k in key_map.items()}, assign=True)
+        return model
+
+    # warm-up: the first module built on meta imports more of torch (sympy & co, ~160 MB RSS) once
+    with torch.device("meta"):
+        UMT5Encoder(UMT5Config(vocab_size=8, dim=8, attn_dim=8, ffn_dim=8, num_heads=2, num_layers=1))
+        WanDiT(WanDiTConfig(dim=32, ffn_dim=32, num_heads=2, num_layers=1, text_dim=8, freq_dim=8))
+
     mode, path = sys.argv[1], sys.argv[2]
     before = rss_now()
-    model = load_dit(path, dtype=torch.bfloat16) if mode == "loader" else naive_load(path, mode)
+    if mode == "loader":
+        model = load_dit(path, dtype=torch.bfloat16)
+    elif mode == "umt5_loader":
+        model = load_umt5(path, dtype=torch.bfloat16)
+    elif mode == "umt5_read":
+        model = naive_umt5(path)
+    else:
+        model = naive_load(path, mode)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     params = list(model.state_dict().items())
     report = {
@@ -229,3 +254,50 @@ def test_fp8_scaled_file_keeps_one_byte_weights(fp8_file):
     naive = measure("read", path)
     print(f"fp8 naive (dequantized): beyond file {_mb(naive['extra'])}")
     assert naive["extra"] > expected
+
+
+# UMT5 in the official Wan layout (``models_t5_umt5-xxl-enc-bf16.pth`` names), ~40 M parameters
+UMT5_VOCAB, UMT5_DIM, UMT5_FFN, UMT5_HEADS, UMT5_LAYERS = 8192, 1024, 2048, 16, 3
+
+
+def umt5_shapes() -> dict[str, tuple[int, ...]]:
+    d, f = UMT5_DIM, UMT5_FFN
+    shapes = {"token_embedding.weight": (UMT5_VOCAB, d)}
+    for i in range(UMT5_LAYERS):
+        b = f"blocks.{i}."
+        shapes[b + "norm1.weight"] = (d,)
+        shapes.update({b + f"attn.{x}.weight": (d, d) for x in "qkvo"})
+        shapes[b + "norm2.weight"] = (d,)
+        shapes[b + "ffn.gate.0.weight"] = (f, d)
+        shapes[b + "ffn.fc1.weight"] = (f, d)
+        shapes[b + "ffn.fc2.weight"] = (d, f)
+        shapes[b + "pos_embedding.embedding.weight"] = (32, UMT5_HEADS)
+    shapes["norm.weight"] = (d,)
+    return shapes
+
+
+def test_umt5_fp32_file_loads_to_bf16_without_an_fp32_copy(tmp_path):
+    shapes = umt5_shapes()
+    manifest = (Path(__file__).parent / "data" / "keys" / "umt5_xxl_encoder_official.txt").read_text()
+    layout = {line.split("\t")[0] for line in manifest.splitlines() if line and not line.startswith("#")}
+    first_layers = {k for k in layout if not k.startswith("blocks.") or int(k.split(".")[1]) < UMT5_LAYERS}
+    assert set(shapes) == first_layers  # the real key layout, cut to UMT5_LAYERS blocks
+    path = tmp_path / "umt5_fp32.safetensors"
+    seeds = {k: i for i, k in enumerate(shapes)}
+    write_safetensors(
+        path, [(k, s, torch.float32) for k, s in shapes.items()], lambda n, s, d: _random(n, s, seeds[n])
+    )
+    fp32_bytes = sum(torch.Size(s).numel() * 4 for s in shapes.values())
+
+    rep = measure("umt5_loader", path)
+    print(
+        f"umt5 loader: peak +{_mb(rep['peak'] - rep['before'])}, beyond file {_mb(rep['extra'])}, fp32 {_mb(fp32_bytes)}"
+    )
+    assert set(rep["dtypes"].values()) == {"torch.bfloat16"}
+    assert rep["param_bytes"] == fp32_bytes // 2
+    assert rep["extra"] < BOUND * fp32_bytes
+
+    naive = measure("umt5_read", path)
+    print(f"umt5 naive (read): beyond file {_mb(naive['extra'])}")
+    assert naive["param_bytes"] == fp32_bytes // 2
+    assert naive["extra"] > BOUND * fp32_bytes
