@@ -126,10 +126,23 @@ CHILD = textwrap.dedent(
     from wan_core.text import UMT5Config, UMT5Encoder, load_umt5
     from wan_core.text.loader import umt5_config_from_shapes, umt5_key_map
 
-    def rss_now():
+    def status_bytes(field):
         for line in open("/proc/self/status"):
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
+
+    def rss_now():
+        return status_bytes("VmRSS")
+
+    def reset_peak():
+        # the peak is a high-water mark since process start: reset it (Linux clear_refs "5" resets
+        # VmHWM) so that a transient peak while importing never counts as the loader's
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            return True
+        except OSError:
+            return False
 
     def dequantized_bf16(sd, plan):
         out = {}
@@ -168,6 +181,7 @@ CHILD = textwrap.dedent(
         WanDiT(WanDiTConfig(dim=32, ffn_dim=32, num_heads=2, num_layers=1, text_dim=8, freq_dim=8))
 
     mode, path = sys.argv[1], sys.argv[2]
+    peak_was_reset = reset_peak()
     before = rss_now()
     if mode == "loader":
         model = load_dit(path, dtype=torch.bfloat16)
@@ -177,7 +191,7 @@ CHILD = textwrap.dedent(
         model = naive_umt5(path)
     else:
         model = naive_load(path, mode)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = status_bytes("VmHWM") if peak_was_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     params = list(model.state_dict().items())
     report = {
         "before": before,
