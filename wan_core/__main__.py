@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -284,5 +285,16 @@ def main(argv=None) -> int:
         return 2
 
 
+def _exit(rc: int) -> None:
+    """Exit; under torchrun (WORLD_SIZE > 1) without interpreter finalization: the process group is
+    already destroyed and the video closed, but gloo worker threads can still hold tensors whose
+    release during finalization aborts the process (SIGABRT) after a successful run."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    sys.exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
