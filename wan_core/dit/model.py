@@ -341,6 +341,11 @@ class WanDiT(nn.Module):
         return self._run(tokens, t_groups, cross, attend, grid)
 
     # -- streaming chunk pass ------------------------------------------------------------------------
+    def kv_cache_geometry(self, frame_tokens: int) -> tuple[int, int]:
+        """``(tokens per frame, heads)`` this model keeps in its KV cache for frames of ``frame_tokens``
+        tokens: all of them here; a context-parallel wrapper keeps its rank's share."""
+        return frame_tokens, self.config.num_heads
+
     def new_kv_cache(
         self,
         batch: int,
@@ -353,11 +358,12 @@ class WanDiT(nn.Module):
     ) -> RollingKVCache:
         """Preallocated self-attention cache; ``frame_tokens`` = (H/2)*(W/2) tokens per latent frame."""
         cfg = self.config
+        cache_tokens, cache_heads = self.kv_cache_geometry(frame_tokens)
         return RollingKVCache(
             cfg.num_layers,
             batch,
-            frame_tokens,
-            cfg.num_heads,
+            cache_tokens,
+            cache_heads,
             cfg.head_dim,
             window_frames,
             sink_frames,

@@ -99,32 +99,8 @@ class ContextParallelDiT(nn.Module):
             return shard.local_tokens, heads
         return frame_tokens, check_heads(heads, self.ctx.world_size)
 
-    def new_kv_cache(
-        self,
-        batch: int,
-        frame_tokens: int,
-        window_frames: int,
-        sink_frames: int = 0,
-        dtype: torch.dtype | None = None,
-        device: str | torch.device | None = None,
-        rope: str = "absolute",
-    ) -> RollingKVCache:
-        """This rank's share of the rolling KV cache (``frame_tokens`` = tokens of a whole frame)."""
-        cfg = self.config
-        local_tokens, local_heads = self.kv_cache_geometry(frame_tokens)
-        return RollingKVCache(
-            cfg.num_layers,
-            batch,
-            local_tokens,
-            local_heads,
-            cfg.head_dim,
-            window_frames,
-            sink_frames,
-            dtype=dtype or self.compute_dtype,
-            device=device if device is not None else self.device,
-            rope=rope,
-            max_positions=cfg.rope_max_positions,
-        )
+    # this rank's share of the rolling KV cache: the plain model's constructor with our geometry
+    new_kv_cache = WanDiT.new_kv_cache
 
     def _check_cache(self, cache: RollingKVCache, frame_tokens: int, frames: int) -> None:
         want = self.kv_cache_geometry(frame_tokens)

@@ -2,10 +2,8 @@
 
 ``parallelize_pipeline(pipe, mode, ctx)`` returns a pipeline over the same loaded models whose DiT is a
 ``ContextParallelDiT`` and whose rolling KV cache is this rank's share. The rollout code is unchanged:
-``ContextParallelPipeline`` only replaces the cache geometry -- the pipeline chooses the cache (window,
-sink, RoPE mode, dtype) in ``_cache_spec`` and this subclass swaps in the DiT's ``kv_cache_geometry``
-(this rank's tokens per frame and heads). (If ``StreamingPipeline._cache_spec`` asks the DiT for
-``kv_cache_geometry`` itself, this subclass becomes unnecessary.)
+``StreamingPipeline._cache_spec`` asks the DiT for its ``kv_cache_geometry`` (this rank's tokens per
+frame and heads), so the pipeline needs no subclass.
 """
 
 from __future__ import annotations
@@ -14,18 +12,7 @@ from ..rollout.pipeline import StreamingPipeline
 from .context_parallel import wrap_for_context_parallel
 from .group import ParallelContext
 
-__all__ = ["ContextParallelPipeline", "parallelize_pipeline"]
-
-
-class ContextParallelPipeline(StreamingPipeline):
-    """``StreamingPipeline`` whose KV cache holds this rank's share (see the module docstring)."""
-
-    def _cache_spec(self, batch: int, lh: int, lw: int, t: int | None) -> dict:
-        spec = super()._cache_spec(batch, lh, lw, t)  # the pipeline's choices (window, sink, RoPE, dtype)
-        geometry = getattr(self.experts[0], "kv_cache_geometry", None)
-        if geometry is not None:
-            spec["frame_tokens"], spec["num_heads"] = geometry(spec["frame_tokens"])
-        return spec
+__all__ = ["parallelize_pipeline"]
 
 
 def parallelize_pipeline(
@@ -38,7 +25,7 @@ def parallelize_pipeline(
     """
     if mode in (None, "none") or ctx.world_size == 1:
         return pipe
-    return ContextParallelPipeline(
+    return StreamingPipeline(
         wrap_for_context_parallel(pipe.dit, mode, ctx),
         pipe.preset,
         text_encoder=pipe.text_encoder,

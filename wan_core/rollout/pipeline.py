@@ -460,7 +460,8 @@ class StreamingPipeline:
             )
         cfg = self.experts[0].config
         model = self.experts[0]
-        if getattr(model, "kv_cache_geometry", None) is not None:
+        frame_tokens = (st.latent_h // cfg.patch[1]) * (st.latent_w // cfg.patch[2])
+        if model.kv_cache_geometry(frame_tokens) != (frame_tokens, cfg.num_heads):
             raise ValueError(
                 f"preset {p.name!r} (Rolling Forcing) does not run context-parallel yet (its window cache is "
                 "not sharded); run it on one GPU"
@@ -469,7 +470,7 @@ class StreamingPipeline:
         spec = dict(
             num_layers=cfg.num_layers,
             batch=st.batch,
-            frame_tokens=(st.latent_h // cfg.patch[1]) * (st.latent_w // cfg.patch[2]),
+            frame_tokens=frame_tokens,
             num_heads=cfg.num_heads,
             head_dim=cfg.head_dim,
             block_frames=n,
@@ -535,7 +536,10 @@ class StreamingPipeline:
         """Constructor arguments of the AR video's ``OffsetRollingKVCache`` (no memory)."""
         p = self.preset
         cfg = self.experts[0].config
-        frame_tokens = (lh // cfg.patch[1]) * (lw // cfg.patch[2])
+        # tokens per frame and heads this DiT caches (a context-parallel DiT: its rank's share)
+        frame_tokens, num_heads = self.experts[0].kv_cache_geometry(
+            (lh // cfg.patch[1]) * (lw // cfg.patch[2])
+        )
         window = p.window_frames
         if window is None:
             if t is None:
@@ -550,7 +554,7 @@ class StreamingPipeline:
             num_layers=cfg.num_layers,
             batch=batch,
             frame_tokens=frame_tokens,
-            num_heads=cfg.num_heads,
+            num_heads=num_heads,
             head_dim=cfg.head_dim,
             window_frames=window,
             sink_frames=p.sink_frames,
