@@ -9,14 +9,20 @@ Prints max relative error of graph / compile vs eager over all chunks, replay co
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
-import torch
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # run as `python bench/<script>.py` from anywhere
+    sys.path.insert(0, ROOT)
 
-from wan_core.dit import PRESETS as DIT_PRESETS
-from wan_core.dit import WanDiT
-from wan_core.rollout.pipeline import StreamingPipeline
-from wan_core.rollout.presets import get_preset
+import torch  # noqa: E402
+
+from wan_core.dit import PRESETS as DIT_PRESETS  # noqa: E402
+from wan_core.dit import WanDiT  # noqa: E402
+from wan_core.rollout.pipeline import StreamingPipeline  # noqa: E402
+from wan_core.rollout.presets import get_preset  # noqa: E402
 
 
 def max_rel_err(a, b):

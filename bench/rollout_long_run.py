@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
-import torch
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # run as `python bench/<script>.py` from anywhere
+    sys.path.insert(0, ROOT)
 
-from wan_core.rollout.presets import get_preset
+import torch  # noqa: E402
+
+from wan_core.rollout.presets import get_preset  # noqa: E402
 
 
 def _rss_mib() -> float:

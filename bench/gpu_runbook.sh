@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The GPU measurements of issue #8, in stages that each fit one device call (<= 10 minutes).
+#
+#   bash bench/gpu_runbook.sh STAGE [OUT_DIR]        # OUT_DIR defaults to $OUT, else ./bench_out
+#
+# Stages, in the order to run them (the first two are the minimum a GPU session should take):
+#   checks   GPU-only tests (CUDA graphs, no host sync, compile, fp8, decode overlap) + the rollout check
+#   main     the issue's benchmark: 1.3B 480x832, reference vs ours, both decoders (~4 min)
+#   levers   A/B runs of ours, one lever off (or on) at a time, DiT only
+#   fp8      FP8 linear micro-benchmark + the rollout with FP8 linears and its end-to-end error
+#   models   14B and TI2V-5B time per chunk and memory
+#
+# Every command's output goes to OUT_DIR/<stage>.log and its JSON next to it; a failing command is
+# reported and the stage goes on. The device tool returns at most 8 files per call: one log and
+# a few JSON per stage.
+set -u
+stage="${1:?usage: bash bench/gpu_runbook.sh checks|main|levers|fp8|models [OUT_DIR]}"
+out="${2:-${OUT:-./bench_out}}"
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+py="${PYTHON:-python3}"
+log="$out/$stage.log"
+failures=0
+
+step() {  # step <seconds> <command...>: run with a time limit, log it, never abort the stage
+    local limit="$1"
+    shift
+    echo "=== $(date -u +%H:%M:%S) $*" | tee -a "$log"
+    timeout --signal=INT --kill-after=20 "$limit" "$@" 2>&1 | tee -a "$log"
+    local rc=${PIPESTATUS[0]}
+    if [ "$rc" -ne 0 ]; then
+        echo "=== FAILED (exit $rc): $*" | tee -a "$log"
+        failures=$((failures + 1))
+    fi
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee -a "$log"
+$py -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" 2>&1 | tee -a "$log"
+
+case "$stage" in
+checks)
+    gpu_tests=$(ls tests/test_*gpu*.py)
+    step 420 $py -m pytest -q -p no:cacheprovider -o addopts="" $gpu_tests
+    step 150 $py bench/rollout_gpu_check.py
+    ;;
+main)
+    step 560 $py bench/bench_ar.py --model 1.3b --json "$out/bench.json"
+    ;;
+levers)
+    common=(--model 1.3b --decoder none --paths ours --warmup 1 --repeats 2)
+    step 150 $py bench/bench_ar.py "${common[@]}" --json "$out/ours.json"
+    step 120 $py bench/bench_ar.py "${common[@]}" --no-cuda-graphs --json "$out/nographs.json"
+    step 120 $py bench/bench_ar.py "${common[@]}" --no-fuse-qkv --json "$out/nofuse.json"
+    step 120 $py bench/bench_ar.py "${common[@]}" --no-compile --no-cuda-graphs --json "$out/eager.json"
+    ;;
+fp8)
+    step 120 $py bench/fp8_linear.py --model 1.3b --json "$out/fp8_linear.json"
+    step 400 $py bench/bench_ar.py --model 1.3b --decoder none --reference-dtype fp32 --json "$out/yardstick_bf16.json"
+    ;;
+models)
+    step 300 $py bench/bench_ar.py --model 14b --decoder none --repeats 1 --json "$out/bench14b.json"
+    step 240 $py bench/bench_ar.py --model ti2v-5b --decoder taehv --repeats 1 --json "$out/bench5b.json"
+    ;;
+*)
+    echo "unknown stage '$stage': checks | main | levers | fp8 | models" >&2
+    exit 2
+    ;;
+esac
+echo "=== stage $stage done, $failures failed command(s)" | tee -a "$log"
+exit $((failures > 0))
