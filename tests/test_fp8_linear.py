@@ -401,3 +401,41 @@ def test_node_load_dit_fp8_fast(tmp_path, monkeypatch, fp8_file):
     monkeypatch.setattr(torch, "_scaled_mm", lambda *a, **k: 1 / 0)
     with pytest.raises(ValueError, match="Load Wan DiT: precision fp8_fast: FP8 linear math"):
         core_bridge.load_dit(str(path), "fp8_fast", "sdpa", False, False)
+
+
+# -- GPU (skipped here; for the GPU session: H100 / Ada) ---------------------------------------------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+@torch.no_grad()
+def test_gpu_fp8_linear_sync_free_compiled_and_in_a_rollout():
+    dev = torch.device("cuda")
+    if torch.cuda.get_device_capability(dev) < (8, 9):
+        with pytest.raises(ValueError, match="compute capability"):
+            check_fp8_support(dev)
+        return
+    assert check_fp8_support(dev) == "rowwise"  # sm89 / sm90 torch builds have the rowwise kernels
+    lin, x = _linear(256, 512)
+    lin, x = lin.to(dev), x.to(dev, torch.bfloat16).reshape(-1, 256).repeat(20, 1)  # 360 tokens
+    ref = F.linear(x.double(), lin.weight.double(), lin.bias.double())
+    fp8 = FP8Linear.from_linear(lin)
+    torch.cuda.set_sync_debug_mode("error")  # no host sync inside the forward
+    try:
+        y = fp8(x)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert 8e-3 < rel(y, ref) < 6e-2
+    torch._dynamo.reset()
+    try:
+        yc = torch.compile(fp8, fullgraph=True)(x)  # inductor: quantisation fused around the GEMM
+        assert rel(yc, y) < 1e-2
+    finally:
+        torch._dynamo.reset()
+    _, ref_roll = _rollout(_dit(torch.float32).to(dev))
+    _, y16 = _rollout(_dit(torch.bfloat16).to(dev), cuda_graphs=True, compile=False)
+    _, y8 = _rollout(_dit(torch.bfloat16).to(dev), fp8_linear=True, cuda_graphs=True, compile=False)
+    e16, e8 = rel(y16, ref_roll), rel(y8, ref_roll)
+    print(f"\nGPU tiny rollout vs fp32: bf16 {e16:.2e}, fp8 linears {e8:.2e}")
+    assert e8 < 6e-2 and e8 > e16
