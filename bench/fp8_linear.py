@@ -14,7 +14,8 @@ For each linear shape of one block at the chunk size (tokens = 3 latent frames),
 - ``fp8_linear_module``: the product's ``wan_core.fp8_linear.FP8Linear`` (what ``--fp8-linear`` /
   precision ``fp8_fast`` run), eager, wherever ``check_fp8_support`` passes (CPU too);
 - ``fp8_linear_module_compiled``: the same module under ``torch.compile`` (the pipeline compiles the
-  blocks on CUDA: quantisation and bias fused around the GEMM) -- CUDA only.
+  blocks on CUDA: quantisation and bias fused around the GEMM) -- CUDA only; ``..._fast_accum``: the
+  same with ``use_fast_accum`` (faster on Hopper, less exact accumulation; off in the product).
 Error: ``||y - y_fp32|| / ||y_fp32||`` against an fp32 product of the same (bf16-rounded) operands; the
 yardstick is the bf16 path's own error (issue: FP8 is acceptable where its error stays within the
 bf16-vs-fp32 error of the plain path -- per layer this is the honest comparison, end to end is for the
@@ -102,6 +103,9 @@ def bench_shape(tokens: int, n_in: int, n_out: int, device, iters: int) -> dict:
             if torch.device(device).type == "cuda":
                 compiled = torch.compile(module, fullgraph=True)
                 record("fp8_linear_module_compiled", lambda: compiled(x))
+                fast = FP8Linear.from_linear(dense, mode=mode, fast_accum=True)
+                compiled_fast = torch.compile(fast, fullgraph=True)
+                record("fp8_linear_module_compiled_fast_accum", lambda: compiled_fast(x))
 
     if torch.device(device).type == "cuda" and hasattr(torch, "_scaled_mm"):
         wq, ws = quantize_rows(w)  # per output channel: [N, K], [N, 1]
