@@ -439,3 +439,22 @@ def test_gpu_fp8_linear_sync_free_compiled_and_in_a_rollout():
     e16, e8 = rel(y16, ref_roll), rel(y8, ref_roll)
     print(f"\nGPU tiny rollout vs fp32: bf16 {e16:.2e}, fp8 linears {e8:.2e}")
     assert e8 < 6e-2 and e8 > e16
+
+
+def test_cli_generate_fp8_linear(tmp_path, capsys):
+    from tiny_models import make_tiny_models
+
+    from wan_core.__main__ import main
+
+    make_tiny_models(tmp_path / "models", families=("t2v",))
+    out = tmp_path / "fox.webp"
+    rc = main(
+        [
+            "generate", "--preset", "self-forcing-1.3b", "--prompt", "a red fox", "--models-dir",
+            str(tmp_path / "models"), "--frames", "9", "--height", "32", "--width", "48", "--out", str(out),
+            "--decoder", "taehv", "--fp8-linear",
+        ]
+    )  # fmt: skip
+    assert rc == 0 and out.stat().st_size > 0
+    text = capsys.readouterr().out
+    assert "FP8 linear math (rowwise scales): 16 block linears (16 quantised" in text
