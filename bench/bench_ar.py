@@ -87,6 +87,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="ours: one d -> 3d GEMM for q/k/v (default: on for CUDA, off on CPU, as the pipeline)",
     )
+    p.add_argument(
+        "--fp8-linear",
+        action="store_true",
+        help="ours: FP8 (e4m3) GEMMs for the blocks' Linears (wan_core.fp8_linear); the reference stays "
+        "in --reference-dtype: latent_rel_err_ours_vs_reference is then the FP8 path's end-to-end error",
+    )
     p.add_argument("--attn-backend", default="sdpa", help="ours: sdpa | sage | flash | auto")
     p.add_argument("--window", type=int, default=None, help="ours: attention window in latent frames")
     p.add_argument("--sink", type=int, default=0, help="ours: sink frames (with --window)")
@@ -272,6 +278,7 @@ def main(argv=None) -> dict:
             "compile": args.compile,
             "cuda_graphs": args.cuda_graphs,
             "fuse_qkv": args.fuse_qkv,
+            "fp8_linear_ours": args.fp8_linear,
             "attn_backend_ours": args.attn_backend,
             "window_ours": args.window,
             "warmup": args.warmup,

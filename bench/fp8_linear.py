@@ -2,7 +2,7 @@
 """FP8 linear layers at the DiT's shapes: is the FP8 lever worth it, and is its error acceptable?
 
     python bench/fp8_linear.py --model 1.3b --json $OUT/fp8.json        # GPU (H100: e4m3 tensor cores)
-    python bench/fp8_linear.py --tiny --device cpu                      # CPU smoke (no _scaled_mm there)
+    python bench/fp8_linear.py --tiny --device cpu                      # CPU smoke (_scaled_mm on CPU: torch >= 2.10)
 
 For each linear shape of one block at the chunk size (tokens = 3 latent frames), times:
 - ``bf16``: ``F.linear`` in bf16 (what the model does today);
@@ -10,7 +10,12 @@ For each linear shape of one block at the chunk size (tokens = 3 latent frames),
 - ``fp8_rowwise``: ``torch._scaled_mm`` on e4m3 with per-token activation scales and per-channel
   weight scales, the activation quantised on every call (eager: amax, divide, cast) -- CUDA only;
 - ``fp8_rowwise_gemm_only``: the same GEMM with the activation already quantised (what fusing the
-  quantisation into the producer op would reach) -- CUDA only.
+  quantisation into the producer op would reach) -- CUDA only;
+- ``fp8_linear_module``: the product's ``wan_core.fp8_linear.FP8Linear`` (what ``--fp8-linear`` /
+  precision ``fp8_fast`` run), eager, wherever ``check_fp8_support`` passes (CPU too);
+- ``fp8_linear_module_compiled``: the same module under ``torch.compile`` (the pipeline compiles the
+  blocks on CUDA: quantisation and bias fused around the GEMM) -- CUDA only; ``..._fast_accum``: the
+  same with ``use_fast_accum`` (faster on Hopper, less exact accumulation; off in the product).
 Error: ``||y - y_fp32|| / ||y_fp32||`` against an fp32 product of the same (bf16-rounded) operands; the
 yardstick is the bf16 path's own error (issue: FP8 is acceptable where its error stays within the
 bf16-vs-fp32 error of the plain path -- per layer this is the honest comparison, end to end is for the
@@ -82,6 +87,25 @@ def bench_shape(tokens: int, n_in: int, n_out: int, device, iters: int) -> dict:
         lin.weight_scale.fill_(float(w_scale))
         lin.bias.copy_(b.float())
     record("fp8_weight_dequant", lambda: lin(x))
+
+    from wan_core.fp8_linear import FP8Linear, check_fp8_support
+
+    try:
+        mode = check_fp8_support(device)
+    except ValueError as e:
+        out["variants"]["fp8_linear_module"] = {"error": str(e)[:200]}
+    else:
+        dense = torch.nn.Linear(n_in, n_out, device="meta")
+        dense.weight, dense.bias = torch.nn.Parameter(w), torch.nn.Parameter(b)
+        module = FP8Linear.from_linear(dense.requires_grad_(False), mode=mode)
+        with torch.no_grad():
+            record("fp8_linear_module", lambda: module(x))
+            if torch.device(device).type == "cuda":
+                compiled = torch.compile(module, fullgraph=True)
+                record("fp8_linear_module_compiled", lambda: compiled(x))
+                fast = FP8Linear.from_linear(dense, mode=mode, fast_accum=True)
+                compiled_fast = torch.compile(fast, fullgraph=True)
+                record("fp8_linear_module_compiled_fast_accum", lambda: compiled_fast(x))
 
     if torch.device(device).type == "cuda" and hasattr(torch, "_scaled_mm"):
         wq, ws = quantize_rows(w)  # per output channel: [N, K], [N, 1]

@@ -111,6 +111,7 @@ class PipelineStepper:
             cuda_graphs=args.cuda_graphs,
             compile=args.compile,
             fuse_qkv=getattr(args, "fuse_qkv", None),
+            fp8_linear=getattr(args, "fp8_linear", False),
             context_pass_last=not self.skip_last_context,  # the reference runs it: like for like by default
         )
         self.context_emb = context
@@ -120,6 +121,11 @@ class PipelineStepper:
         feats.append("CUDA graphs" if self.pipe.cuda_graphs else "no CUDA graphs")
         feats.append("torch.compile" if self.pipe.compiled else "no compile")
         feats.append("fused QKV" if self.pipe.fused_qkv else "separate q/k/v")
+        if self.pipe.fp8_report is not None:
+            r = self.pipe.fp8_report
+            feats.append(
+                f"FP8 linears ({r.mode} e4m3 _scaled_mm, {r.fp8_layers} block linears, {len(r.kept)} kept 16-bit)"
+            )
         feats.append(f"window {preset.window_frames}+{preset.sink_frames} sink frames")
         if self.skip_last_context:
             feats.append("no context pass after the last chunk")

@@ -12,6 +12,9 @@ import os
 import torch
 
 PRECISIONS = ["auto", "bf16", "fp16", "fp8"]
+# Load Wan DiT only: fp8_fast = fp8 weights *and* FP8 math (wan_core.fp8_linear). Combo values are saved
+# by name in workflows: new choices go at the end.
+DIT_PRECISIONS = [*PRECISIONS, "fp8_fast"]
 VAE_PRECISIONS = ["auto", "bf16", "fp16", "fp32"]
 ATTENTION_BACKENDS = ["auto", "sdpa", "sage", "flash"]
 

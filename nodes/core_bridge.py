@@ -41,7 +41,15 @@ def load_dit(
     from wan_core.dit.loader import load_dit as core_load_dit
 
     device = rt.torch_device()
-    dtype = rt.compute_dtype("auto" if precision == "fp8" else precision, device)
+    fp8_math = precision == "fp8_fast"
+    dtype = rt.compute_dtype("auto" if precision in ("fp8", "fp8_fast") else precision, device)
+    if fp8_math:
+        from wan_core.fp8_linear import check_fp8_support
+
+        try:  # before loading: a GPU without FP8 tensor cores fails fast
+            check_fp8_support(device)
+        except ValueError as e:
+            raise ValueError(f"Load Wan DiT: precision fp8_fast: {e}") from None
     if precision == "fp8" and not _file_is_fp8(path):
         raise ValueError(
             f"Load Wan DiT: precision fp8 needs an fp8 weight file, but {path} stores 16/32-bit weights. "
@@ -58,11 +66,17 @@ def load_dit(
 
         merged = merge_lora(model, lora_path, scale=lora_strength)
         log.info("Load Wan DiT: merged %d LoRA layers of %s (strength %s)", merged, lora_path, lora_strength)
+    if fp8_math:  # after the LoRA merge (it needs 16-bit weights); the pipeline fuses q/k/v afterwards
+        from wan_core.fp8_linear import fp8_linears_
+
+        log.info("Load Wan DiT: %s", fp8_linears_(model).summary())
     cfg = model.config
     family = getattr(cfg, "model_type", "t2v")
     desc = f"Wan DiT {family} dim {cfg.dim} x {cfg.num_layers} layers, in {cfg.in_dim} / out {cfg.out_dim} channels"
     log.info("Load Wan DiT: %s (%s) on %s in %s", path, desc, device, dtype)
-    options = RuntimeOptions(dtype=dtype, attention=attention, compile=compile, cuda_graphs=cuda_graphs)
+    options = RuntimeOptions(
+        dtype=dtype, attention=attention, compile=compile, cuda_graphs=cuda_graphs, fp8_linear=fp8_math
+    )
     return LoadedDiT(
         model=model,
         path=path,

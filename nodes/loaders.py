@@ -35,10 +35,13 @@ class WanStreamLoadDiT(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "precision",
-                    options=rt.PRECISIONS,
+                    options=rt.DIT_PRECISIONS,
                     default="auto",
                     tooltip="Compute precision. auto: bf16 where supported, else fp16 (fp32 on CPU). "
-                    "fp8: weights kept in 8 bits (a file's own fp8 scales are used), math in bf16.",
+                    "fp8: weights kept in 8 bits (a file's own fp8 scales are used), math in bf16. "
+                    "fp8_fast: the transformer blocks' linear layers compute in FP8 (e4m3 tensor cores, "
+                    "per-token scales; from a bf16/fp16 or an fp8 file): faster, slightly less exact; "
+                    "needs an RTX 40xx / Ada, H100 / Hopper or newer GPU.",
                 ),
                 io.Combo.Input(
                     "attention",

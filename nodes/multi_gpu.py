@@ -37,6 +37,7 @@ def _dit_file(dit: LoadedDiT):
         attention=dit.options.attention,
         lora_path=dit.lora_path,
         lora_strength=dit.lora_strength,
+        fp8_linear=dit.options.fp8_linear,
     )
 
 

@@ -14,12 +14,13 @@ import torch
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How a model runs: compute dtype, attention backend, torch.compile, CUDA graphs."""
+    """How a model runs: compute dtype, attention backend, torch.compile, CUDA graphs, FP8 math."""
 
     dtype: torch.dtype
     attention: str = "auto"  # auto | sdpa | sage | flash
     compile: bool = False
     cuda_graphs: bool = False
+    fp8_linear: bool = False  # the blocks' Linears run FP8 GEMMs (precision fp8_fast)
 
 
 @dataclass(frozen=True, eq=False)

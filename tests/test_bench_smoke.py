@@ -170,7 +170,10 @@ def test_fp8_linear_microbenchmark_reports_time_and_error(tmp_path):
         assert 1e-4 < bf16["rel_err_vs_fp32"] < 1e-2
         assert 5 * bf16["rel_err_vs_fp32"] < fp8w["rel_err_vs_fp32"] < 0.1
         assert "fp8_rowwise" not in r["variants"]  # CUDA only
-    assert set(rep["per_pass_ms"]) == {"bf16", "fp8_weight_dequant"}
+        # the product module (wan_core.fp8_linear.FP8Linear): e4m3 weights *and* activations
+        mod = r["variants"]["fp8_linear_module"]
+        assert _positive(mod["ms"]) and 5 * bf16["rel_err_vs_fp32"] < mod["rel_err_vs_fp32"] < 0.1
+    assert set(rep["per_pass_ms"]) == {"bf16", "fp8_weight_dequant", "fp8_linear_module"}
     q, s = fp8_linear.quantize_rows(torch.randn(4, 16))
     assert q.dtype == torch.float8_e4m3fn and s.shape == (4, 1)
 
@@ -181,6 +184,20 @@ def test_fp32_reference_gives_the_bf16_error_yardstick():
     assert "float32" in rep["paths"]["reference"]["description"]
     err = rep["latent_rel_err_ours_vs_reference"]  # ours in bf16 against the same weights in fp32
     assert 1e-5 < err < 0.2
+
+
+def test_fp8_linear_switch_is_measured_against_the_same_reference():
+    """``--fp8-linear`` converts ours only; the reference stays in --reference-dtype, so the latent error
+    field is the FP8 path's end-to-end error, to read against the bf16 yardstick above."""
+    rep = bench_ar.main(
+        [*TINY, "--decoder", "none", "--chunks", "3", "--reference-dtype", "fp32", "--fp8-linear"]
+    )
+    assert rep["config"]["fp8_linear_ours"] is True
+    assert "FP8 linears (rowwise" in rep["paths"]["ours"]["description"]
+    assert "FP8" not in rep["paths"]["reference"]["description"]
+    yardstick = bench_ar.main([*TINY, "--decoder", "none", "--chunks", "3", "--reference-dtype", "fp32"])
+    err, err16 = rep["latent_rel_err_ours_vs_reference"], yardstick["latent_rel_err_ours_vs_reference"]
+    assert 1.5 * err16 < err < 0.1  # e4m3 math: above bf16's error, but still a small one
 
 
 def test_fused_qkv_switch_keeps_the_latents():

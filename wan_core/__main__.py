@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--attention", default="auto", help="auto | sdpa | sage | flash")
     g.add_argument("--no-cuda-graphs", action="store_true", help="disable CUDA-graph replay")
     g.add_argument("--no-compile", action="store_true", help="disable torch.compile of the blocks")
+    g.add_argument(
+        "--fp8-linear",
+        action="store_true",
+        help="FP8 (e4m3) GEMMs for the Linears inside the blocks (RTX 40xx / Ada, H100 / Hopper or newer)",
+    )
     g.add_argument("--rope", choices=("auto", "absolute", "relative"), default="auto")
     from wan_core.parallel.launch import add_context_parallel_argument
 
@@ -210,7 +215,10 @@ def _generate(args, preset, switches, device, cp) -> int:
         cuda_graphs=False if args.no_cuda_graphs else None,
         compile=False if args.no_compile else None,
         rope=args.rope,
+        fp8_linear=args.fp8_linear,
     )
+    if pipe.fp8_report is not None:
+        say(pipe.fp8_report.summary())
     pipe = parallelize_pipeline(pipe, args.context_parallel, cp)  # identity on one process
     say(
         f"models loaded in {time.perf_counter() - t0:.2f} s "

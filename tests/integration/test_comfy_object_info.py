@@ -96,7 +96,10 @@ def test_node_listed_with_types(object_info, node_id):
 
 def test_option_lists(object_info):
     dit = object_info["WanStreamLoadDiT"]["input"]["required"]
-    assert dit["precision"][1]["options"] == ["auto", "bf16", "fp16", "fp8"]
+    # appended only (workflows store the name): fp8_fast = FP8 math, on the DiT loader alone
+    assert dit["precision"][1]["options"] == ["auto", "bf16", "fp16", "fp8", "fp8_fast"]
+    umt5 = object_info["WanStreamEncodePrompt"]["input"]["required"]["precision"][1]["options"]
+    assert umt5 == ["auto", "bf16", "fp16", "fp8"]
     assert dit["attention"][1]["options"] == ["auto", "sdpa", "sage", "flash"]
     # missing known files are offered (downloadable), files come from ComfyUI's own folders
     assert "self_forcing_dmd.pt" in dit["model_name"][1]["options"]

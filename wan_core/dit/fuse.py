@@ -10,7 +10,9 @@ in fp32). ``unfuse_qkv_`` splits them back (e.g. before merging a LoRA, which na
 fp8 "scaled" layers (``ScaledFP8Linear``, one fp32 scale per tensor): fused only when the three
 layers store the same weight dtype and the same scale (then ``W_i * s`` stacked equals
 ``stack(W_i) * s`` exactly); otherwise that block stays unfused (counted in the return value). Layers
-of mixed kinds (e.g. q in fp8, k in bf16) are never fused.
+of mixed kinds (e.g. q in fp8, k in bf16) are never fused. ``FP8Linear`` layers (FP8 math,
+``wan_core.fp8_linear``, one scale per output channel) always stack exactly: a block left unfused for
+unequal per-tensor scales fuses after ``fp8_linears_``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..fp8_linear import FP8Linear
 from ..quant import ScaledFP8Linear
 from .model import SelfAttention
 
@@ -66,6 +69,15 @@ def _stack_linear(layers: tuple[nn.Module, ...]) -> nn.Module | None:
         fused = ScaledFP8Linear(in_f, out_f, bias=has_bias, device="meta", dtype=first.weight.dtype)
         fused.weight = nn.Parameter(weight, requires_grad=False)
         fused.weight_scale = nn.Parameter(first.weight_scale.detach().clone(), requires_grad=False)
+    elif kinds == {FP8Linear}:  # per-channel scales stack exactly, whatever their values
+        if any((m.mode, m.fast_accum) != (first.mode, first.fast_accum) for m in layers):
+            return None
+        fused = FP8Linear(
+            in_f, out_f, bias=has_bias, device="meta", mode=first.mode, fast_accum=first.fast_accum
+        )
+        fused.weight = nn.Parameter(weight, requires_grad=False)
+        scale = torch.cat([m.weight_scale.detach() for m in layers], 1)  # [1, 3 dim]
+        fused.weight_scale = nn.Parameter(scale, requires_grad=False)
     else:
         return None
     if has_bias:
@@ -99,9 +111,20 @@ def fuse_qkv_(model: nn.Module) -> tuple[int, int]:
 def _split_linear(proj: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module]:
     w = proj.weight.detach().chunk(3, 0)
     b = proj.bias.detach().chunk(3, 0) if proj.bias is not None else (None,) * 3
+    fp8_scales = proj.weight_scale.detach().chunk(3, 1) if isinstance(proj, FP8Linear) else (None,) * 3
     out = []
-    for wi, bi in zip(w, b):
-        if isinstance(proj, ScaledFP8Linear):
+    for wi, bi, si in zip(w, b, fp8_scales):
+        if isinstance(proj, FP8Linear):
+            m = FP8Linear(
+                wi.shape[1],
+                wi.shape[0],
+                bias=bi is not None,
+                device="meta",
+                mode=proj.mode,
+                fast_accum=proj.fast_accum,
+            )
+            m.weight_scale = nn.Parameter(si.clone(), requires_grad=False)
+        elif isinstance(proj, ScaledFP8Linear):
             m = ScaledFP8Linear(wi.shape[1], wi.shape[0], bias=bi is not None, device="meta", dtype=wi.dtype)
             m.weight_scale = nn.Parameter(proj.weight_scale.detach().clone(), requires_grad=False)
         else:

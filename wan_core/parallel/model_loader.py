@@ -26,6 +26,7 @@ class DiTFile:
     attention: str = "auto"
     lora_path: str | None = None
     lora_strength: float = 1.0
+    fp8_linear: bool = False  # FP8 math in the blocks' Linears (after the LoRA merge), as Load Wan DiT did
 
     def load(self, device: torch.device) -> torch.nn.Module:
         from ..dit.loader import load_dit
@@ -35,6 +36,10 @@ class DiTFile:
             from ..rollout.lora import merge_lora
 
             merge_lora(model, self.lora_path, scale=self.lora_strength)
+        if self.fp8_linear:
+            from ..fp8_linear import fp8_linears_
+
+            fp8_linears_(model)
         return model
 
 

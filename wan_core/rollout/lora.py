@@ -15,6 +15,7 @@ import torch
 
 from wan_core.checkpoint import CheckpointError
 from wan_core.dit.fuse import unfuse_qkv_
+from wan_core.fp8_linear import FP8Linear
 
 __all__ = ["load_lora_state", "merge_lora"]
 
@@ -49,7 +50,17 @@ def load_lora_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def merge_lora(model: torch.nn.Module, path: str | os.PathLike, scale: float = 1.0) -> int:
-    """Merge the LoRA at ``path`` into ``model``'s Linear weights in place; returns the layers merged."""
+    """Merge the LoRA at ``path`` into ``model``'s Linear weights in place; returns the layers merged.
+
+    Refused (``ValueError``, nothing touched) on a model whose layers already run FP8 math
+    (``wan_core.fp8_linear``): merge the LoRA first, then convert."""
+    fp8_math = [n for n, m in model.named_modules() if isinstance(m, FP8Linear)]
+    if fp8_math:
+        raise ValueError(
+            f"{path}: cannot merge a LoRA into a DiT whose linear layers already run FP8 math "
+            f"({len(fp8_math)} layers, e.g. {fp8_math[0]}): merge LoRAs before enabling fp8 math "
+            "(load the DiT, merge the LoRA, then StreamingPipeline(..., fp8_linear=True) / precision fp8_fast)"
+        )
     sd = load_lora_state(path)
     if hasattr(model, "blocks") or hasattr(model, "experts"):
         unfuse_qkv_(model)  # LoRAs name q/k/v: back to the official layout first (wan_core.dit.fuse)

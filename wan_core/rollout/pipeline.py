@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import torch
 
 from wan_core.dit.fuse import fuse_qkv_
+from wan_core.fp8_linear import fp8_linears_
 from wan_core.rollout.noise import seeded_noise
 
 from .conditioning import ConcatYStream, ImageCondition, stamp_input, stamp_x0
@@ -131,6 +132,10 @@ class StreamingPipeline:
     clip_vision: ``image [B, 3, H, W] in [-1, 1] -> clip_fea [B, 257, 1280]`` (Wan2.1 I2V).
     cuda_graphs / compile / fuse_qkv: default on for CUDA, off on CPU (``fuse_qkv`` stacks each
         self-attention's q/k/v into one Linear in place, ``wan_core.dit.fuse``).
+    fp8_linear: run the Linears inside the blocks as e4m3 GEMMs (``wan_core.fp8_linear``: per-token
+        activation / per-channel weight scales; needs FP8 tensor cores: Ada / Hopper or newer, else
+        ``ValueError``); converts ``dit`` in place, after ``fuse_qkv`` and before ``compile``. Merge
+        LoRAs before. ``fp8_report`` says what was converted.
     context_pass_last: run the clean-context pass after the last chunk of a video of known length
         (default False: nothing reads those K/V; endless streams always run it).
     rope: "auto" (absolute while the video fits the 1024-position RoPE table, else relative),
@@ -152,6 +157,7 @@ class StreamingPipeline:
         compile: bool | None = None,
         compile_mode: str | None = None,
         fuse_qkv: bool | None = None,
+        fp8_linear: bool = False,
         context_pass_last: bool = False,
         rope: str = "auto",
         cache_dtype: torch.dtype | None = None,
@@ -188,6 +194,9 @@ class StreamingPipeline:
         self.fused_qkv = graphs_default if fuse_qkv is None else bool(fuse_qkv)
         if self.fused_qkv:
             fuse_qkv_(dit)  # before compile: one d -> 3d GEMM per self-attention (wan_core.dit.fuse)
+        self.fp8_report = fp8_linears_(dit) if fp8_linear else None  # after fusing, before compile
+        if self.fp8_report is not None and self.fused_qkv:
+            fuse_qkv_(dit)  # blocks left unfused for unequal per-tensor fp8 scales stack now (per-channel)
         self.context_pass_last = bool(context_pass_last)  # False: skip it when the video length is known
         if self.compiled:
             compile_blocks(dit, mode=compile_mode)
