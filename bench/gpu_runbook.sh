@@ -54,8 +54,13 @@ levers)
     step 120 $py bench/bench_ar.py "${common[@]}" --no-compile --no-cuda-graphs --json "$out/eager.json"
     ;;
 fp8)
-    step 120 $py bench/fp8_linear.py --model 1.3b --json "$out/fp8_linear.json"
-    step 400 $py bench/bench_ar.py --model 1.3b --decoder none --reference-dtype fp32 --json "$out/yardstick_bf16.json"
+    # speed of FP8 linears (compiled, graphs), then the end-to-end error against an fp32 reference:
+    # plain bf16 (the yardstick) and bf16 + FP8 linears, eager, so only the dtype differs
+    err=(--model 1.3b --decoder none --reference-dtype fp32 --no-compile --no-cuda-graphs --warmup 0 --repeats 1)
+    step 100 $py bench/fp8_linear.py --model 1.3b --json "$out/fp8_linear.json"
+    step 150 $py bench/bench_ar.py --model 1.3b --decoder none --paths ours --fp8-linear --json "$out/fp8_speed.json"
+    step 150 $py bench/bench_ar.py "${err[@]}" --json "$out/err_bf16.json"
+    step 150 $py bench/bench_ar.py "${err[@]}" --fp8-linear --json "$out/err_fp8.json"
     ;;
 models)
     step 300 $py bench/bench_ar.py --model 14b --decoder none --repeats 1 --json "$out/bench14b.json"
