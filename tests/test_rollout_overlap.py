@@ -197,3 +197,73 @@ def test_at_most_two_chunks_in_flight():
     assert sink.peak_pending == 2 and sink.pending == 0 and sink.writer.frames_written == 5
     with pytest.raises(ValueError, match="max_in_flight"):
         BackgroundFrameWriter(Sink(), max_in_flight=0)
+
+
+# -- the CLI -----------------------------------------------------------------------------------------
+CLI_ARGS = dict(prompt="a red fox running through snow", frames=21, height=32, width=48)
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    from tiny_models import make_tiny_models
+
+    d = tmp_path_factory.mktemp("models")
+    make_tiny_models(d, families=("t2v",))
+    return d
+
+
+def _cli(models_dir, out):
+    from wan_core.__main__ import main
+
+    a = CLI_ARGS
+    return main(
+        ["generate", "--preset", "self-forcing-1.3b", "--prompt", a["prompt"], "--models-dir", str(models_dir),
+         "--frames", str(a["frames"]), "--height", str(a["height"]), "--width", str(a["width"]),
+         "--decoder", "taehv", "--device", "cpu", "--out", str(out)]
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(not have_av(), reason="PyAV not installed")
+def test_cli_writer_thread_writes_the_same_video_as_the_plain_loop(models_dir, tmp_path, capsys):
+    """The CLI's threaded writer == the loop it replaced (generate, write the frames in the loop, finalize)."""
+    from wan_core.rollout.loading import build_pipeline, encode_text, resolve_files
+
+    assert _cli(models_dir, tmp_path / "cli.mp4") == 0
+    assert "chunk 2/2" in capsys.readouterr().out
+    a = CLI_ARGS
+    preset = get_preset("self-forcing-1.3b")
+    files = resolve_files(preset, models_dir, decoder="taehv")
+    emb = encode_text(files["text_encoder"], [a["prompt"]])[0][None]
+    pipe = build_pipeline(preset, files, decoder="taehv")
+    pipe.initialize_cache(emb, height=a["height"], width=a["width"], num_frames=a["frames"], seed=0)
+    written = 0
+    with open_video_writer(tmp_path / "loop.mp4", preset.fps) as w:
+        for i in range(pipe.num_chunks):
+            r = pipe.generate(i)
+            f = r.frames[:, :, : max(0, a["frames"] - written)]
+            w.write(f)
+            written += f.shape[2]
+            pipe.finalize(i)
+    cli, loop = _mp4_frames(tmp_path / "cli.mp4"), _mp4_frames(tmp_path / "loop.mp4")
+    assert cli.shape == (21, 32, 48, 3) and np.array_equal(cli, loop)
+
+
+@pytest.mark.skipif(not have_av(), reason="PyAV not installed")
+def test_cli_writer_error_aborts_the_partial_file(models_dir, tmp_path, monkeypatch, capsys):
+    from wan_core.rollout import video_io
+
+    calls = []
+    real = video_io.Mp4Writer._write
+
+    def failing(self, arr):
+        calls.append(arr.shape[0])
+        if len(calls) == 2:
+            raise ValueError("simulated encoder failure at chunk 2")
+        real(self, arr)
+
+    monkeypatch.setattr(video_io.Mp4Writer, "_write", failing)
+    out = tmp_path / "broken.mp4"
+    assert _cli(models_dir, out) == 2
+    captured = capsys.readouterr()
+    assert "simulated encoder failure at chunk 2" in captured.err
+    assert calls[:2] == [9, 12] and not out.exists()
