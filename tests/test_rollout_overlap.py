@@ -267,3 +267,34 @@ def test_cli_writer_error_aborts_the_partial_file(models_dir, tmp_path, monkeypa
     captured = capsys.readouterr()
     assert "simulated encoder failure at chunk 2" in captured.err
     assert calls[:2] == [9, 12] and not out.exists()
+
+
+# -- the benchmark -----------------------------------------------------------------------------------
+def test_bench_overlap_decode_reports_end_to_end_per_mode(tmp_path):
+    import json
+
+    from bench import bench_ar
+
+    out = tmp_path / "overlap.json"
+    bench_ar.main(
+        ["--tiny", "--device", "cpu", "--height", "32", "--width", "32", "--warmup", "0", "--repeats", "1",
+         "--chunks", "3", "--paths", "ours", "--decoder", "taehv", "--overlap-decode", "--json", str(out)]
+    )  # fmt: skip
+    rep = json.loads(out.read_text())
+    assert rep["config"]["overlap_decode"] is True
+    path = rep["paths"]["ours"]
+    # the sequential per-segment numbers are still there
+    assert len(path["decode_ms_per_chunk"]["taehv"]) == 3 and path["fps_end_to_end"]["taehv"] > 0
+    modes = path["overlap_decode"]["taehv"]
+    for mode in ("overlap", "inline"):
+        m = modes[mode]
+        assert m["frames"] == 9 + 12 + 12 == path["frames_decoded"]["taehv"]
+        ready = m["host_ready_ms_per_chunk"]
+        assert len(ready) == 3 and ready == sorted(ready) and ready[0] > 0
+        assert m["first_chunk_latency_ms"] == ready[0] and m["wall_s"] == pytest.approx(ready[-1] / 1e3)
+        assert m["fps_end_to_end"] == pytest.approx(33 / m["wall_s"])
+        assert m["decode_stream"] == "DiT stream"  # CPU: no side stream
+    b = modes["bound"]
+    dec = path["decode_ms_per_chunk"]["taehv"]
+    assert b["sequential_wall_s"] == pytest.approx(path["dit_total_s"] + sum(dec) / 1e3)
+    assert b["ideal_overlap_wall_s"] == pytest.approx(path["dit_total_s"] + dec[-1] / 1e3)
