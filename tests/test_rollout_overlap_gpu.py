@@ -62,7 +62,7 @@ class SlowDecoder:
 
 
 def _pipe(dit, decoder, overlap, **kw):
-    kw = {"cuda_graphs": False, "compile": False, **kw}
+    kw = {"cuda_graphs": False, "compile": False, "fuse_qkv": False, **kw}
     return StreamingPipeline(dit, PRESET, decoder=decoder, overlap_decode=overlap, **kw)
 
 
@@ -166,7 +166,8 @@ def test_no_host_sync_in_generate_and_finalize_with_a_decoder():
 
 
 def test_writer_thread_does_not_break_graph_captures():
-    """CUDA graphs captured on the rollout thread while a writer thread polls for decoded frames: every
+    """CUDA graphs captured on the rollout thread while a writer thread polls for decoded frames (the
+    decode is slowed down so the writer is still polling during the captures of chunks 1 and 2): every
     capture succeeds (no fallback to eager) and the frames equal the graph-less inline decode."""
 
     class Collect:
@@ -177,7 +178,7 @@ def test_writer_thread_does_not_break_graph_captures():
             self.arrays.append(torch.from_numpy(arr.copy()))
 
     dit, tae = _model(), _tae()
-    pipe = _pipe(dit, tae, True, cuda_graphs=True)
+    pipe = _pipe(dit, SlowDecoder(tae, SLOW_CYCLES // 4), True, cuda_graphs=True)
     collected = Collect()
     with torch.no_grad(), BackgroundFrameWriter(collected) as sink:
         pipe.initialize_cache(_ctx(), num_chunks=5, seed=3, **SIZE)
