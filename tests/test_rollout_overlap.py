@@ -187,6 +187,10 @@ def test_at_most_two_chunks_in_flight():
 
     t = threading.Thread(target=producer)
     t.start()
+    for _ in range(1000):  # until the first two are in (a loaded machine may take a while)
+        if len(submitted) >= 2:
+            break
+        t.join(0.01)
     t.join(0.3)
     assert t.is_alive() and submitted == [0, 1]  # the third submit waits for a free slot
     for i in range(5):
