@@ -143,9 +143,11 @@ def test_writer_error_reaches_the_main_thread_and_removes_the_file(tmp_path, ext
 def test_main_thread_error_drops_pending_chunks_and_joins(tmp_path):
     written = []
     holder = {}
+    entered = threading.Event()
 
     class Slow(_Chunk):
         def host_frames(self):  # chunk 0 is still being waited for when the main thread fails
+            entered.set()
             holder["sink"]._stop.wait(10)
             return self.frames
 
@@ -158,6 +160,7 @@ def test_main_thread_error_drops_pending_chunks_and_joins(tmp_path):
                 holder["sink"] = sink
                 for i in range(3):
                     sink.submit(Slow(_frames(i), i))
+                assert entered.wait(10)  # the writer is inside chunk 0
                 raise _Boom("interrupted")
     assert not sink._thread.is_alive() and not out.exists()
     assert written == [0]  # the chunk in progress finishes; the two pending ones are dropped
