@@ -153,7 +153,7 @@ class StreamingPipeline:
         ``initialize_cache`` also takes precomputed embeddings).
     vae: encoder for image conditioning (``new_encode_cache`` / ``encode_chunk``), optional.
     decoder: a Wan VAE, a TAEHV, or any ``stream_decoder()`` factory (see ``decoders.py``); optional --
-        without it ``ChunkResult.frames`` is None.
+        without it ``ChunkResult.frames`` / ``host_frames()`` are None.
     clip_vision: ``image [B, 3, H, W] in [-1, 1] -> clip_fea [B, 257, 1280]`` (Wan2.1 I2V).
     cuda_graphs / compile / fuse_qkv: default on for CUDA, off on CPU (``fuse_qkv`` stacks each
         self-attention's q/k/v into one Linear in place, ``wan_core.dit.fuse``).
