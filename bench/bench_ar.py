@@ -3,12 +3,15 @@
 
     python bench/bench_ar.py --model 1.3b --json $OUT/bench.json          # H100, the issue's setting
     python bench/bench_ar.py --tiny --device cpu --json /tmp/bench.json   # CPU smoke run, tiny model
+    python bench/bench_ar.py --model 1.3b --decoder taehv --overlap-decode --json $OUT/overlap.json
 
 Setting (issue #8, item 1): random weights, 480x832, chunks of 3 latent frames, 4 denoising steps
 (1000, 937.5, 833.3, 625) + the clean-context pass, bf16, batch 1, 7 chunks (81 frames).
 Reports per path: DiT ms per chunk (6th chunk = FlashDreams' figure), first-chunk latency, decode ms per
 chunk (TAEHV and Wan VAE), end-to-end FPS, peak memory and MFU against the bf16 matmul rate measured in
 the same run; the reference/ours ratio; the ceilings and the FLOP model (bench/flops.py).
+``--overlap-decode`` adds, for ours, end-to-end rollouts with the decode inside the pipeline on a side
+stream vs inline (``bench/overlap_timing.py``): wall time to the last frames on the host, FPS, first-chunk latency.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from bench.ceilings import measure_ceilings  # noqa: E402
 from bench.decoders import make_decoders  # noqa: E402
 from bench.eager_bytes import eager_pass_bytes  # noqa: E402
 from bench.flops import Rates, RolloutSpec, floor_seconds, rollout_cost, shape_of  # noqa: E402
+from bench.overlap_timing import add_bounds, format_overlap, time_overlap  # noqa: E402
 from bench.profile_kernels import profile_rollout  # noqa: E402
 from bench.random_weights import build_random  # noqa: E402
 from bench.report import CHUNK6, format_table, ratios, summarize_path, write_json  # noqa: E402
@@ -107,6 +111,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="timed rollouts per path, per-chunk median (default: 3 CUDA, 1 CPU)",
     )
     p.add_argument("--profile", action="store_true", help="one extra rollout per path under torch.profiler")
+    p.add_argument(
+        "--overlap-decode",
+        action="store_true",
+        help="ours: also time end-to-end rollouts with the pipeline decoding on a side stream vs inline",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the report here")
     args = p.parse_args(argv)
@@ -158,8 +167,9 @@ def _median_per_chunk(runs: list[list[float]]) -> list[float]:
     return [statistics.median(vals) for vals in zip(*runs)]
 
 
-def time_path(name, make_stepper, decoders, args, device):
-    """Build the path, warm it up (setup_s), then time ``args.repeats`` rollouts."""
+def time_path(name, make_stepper, decoders, args, device, after=None):
+    """Build the path, warm it up (setup_s), then time ``args.repeats`` rollouts; ``after(stepper)``
+    runs before the path is released (extra measurements on the built path)."""
     synchronize(device)
     t0 = time.perf_counter()
     stepper = make_stepper()
@@ -173,6 +183,8 @@ def time_path(name, make_stepper, decoders, args, device):
         peak = peak_memory_bytes(device)
         desc = getattr(stepper, "description", name)
         prof = profile_rollout(stepper, args.chunks, device) if args.profile else None
+        if after is not None:
+            after(stepper)
     finally:
         release = getattr(stepper, "release", None)
         if release:
@@ -246,7 +258,7 @@ def main(argv=None) -> dict:
         ),
         "ours": lambda: PipelineStepper(model, context, args.chunks, args),
     }
-    paths, latents, errors = {}, {}, {}
+    paths, latents, errors, overlap = {}, {}, {}, {}
 
     def save(rep: dict) -> None:
         if args.json:
@@ -281,6 +293,7 @@ def main(argv=None) -> dict:
             "fp8_linear_ours": args.fp8_linear,
             "attn_backend_ours": args.attn_backend,
             "window_ours": args.window,
+            "overlap_decode": args.overlap_decode,
             "warmup": args.warmup,
             "repeats": args.repeats,
         },
@@ -310,8 +323,11 @@ def main(argv=None) -> dict:
     save(report)  # partial results survive a crash or a time limit later on
     for name in args.paths:
         try:
+            after = None
+            if name == "ours" and args.overlap_decode and decoders:
+                after = lambda stepper: overlap.update(time_overlap(stepper, decoders, args, device))  # noqa: E731
             desc, den, ctx, dec, peak, setup_s, runs, prof = time_path(
-                name, makers[name], decoders, args, device
+                name, makers[name], decoders, args, device, after
             )
         except Exception as e:  # keep the other path's numbers (one GPU run is precious)
             errors[name] = f"{type(e).__name__}: {e}"
@@ -346,6 +362,9 @@ def main(argv=None) -> dict:
         latents[name] = last.latents
         if prof is not None:
             paths[name]["profile"] = prof
+        if name == "ours" and overlap:
+            add_bounds(overlap, paths[name])
+            paths[name]["overlap_decode"] = overlap
 
         save(report)
 
@@ -354,6 +373,8 @@ def main(argv=None) -> dict:
         ref, ours = latents["reference"], latents["ours"]
         report["latent_rel_err_ours_vs_reference"] = float((ours - ref).norm() / ref.norm().clamp_min(1e-30))
     print(format_table(report))
+    if overlap:
+        print(format_overlap(overlap))
     save(report)
     if args.json:
         print(f"wrote {args.json}")

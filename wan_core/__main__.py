@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="FP8 (e4m3) GEMMs for the Linears inside the blocks (RTX 40xx / Ada, H100 / Hopper or newer)",
     )
+    g.add_argument(
+        "--no-overlap-decode",
+        action="store_true",
+        help="decode on the DiT's CUDA stream instead of a side stream overlapped with the next chunk",
+    )
     g.add_argument("--rope", choices=("auto", "absolute", "relative"), default="auto")
     from wan_core.parallel.launch import add_context_parallel_argument
 
@@ -175,6 +180,7 @@ def _generate(args, preset, switches, device, cp) -> int:
     import torch
 
     from wan_core.parallel.pipeline import parallelize_pipeline
+    from wan_core.rollout.frame_writer import BackgroundFrameWriter
     from wan_core.rollout.loading import build_pipeline, encode_text, resolve_files
     from wan_core.rollout.video_io import open_video_writer
 
@@ -214,6 +220,7 @@ def _generate(args, preset, switches, device, cp) -> int:
         attention=args.attention,
         cuda_graphs=False if args.no_cuda_graphs else None,
         compile=False if args.no_compile else None,
+        overlap_decode=False if args.no_overlap_decode else None,
         rope=args.rope,
         fp8_linear=args.fp8_linear,
     )
@@ -222,7 +229,8 @@ def _generate(args, preset, switches, device, cp) -> int:
     pipe = parallelize_pipeline(pipe, args.context_parallel, cp)  # identity on one process
     say(
         f"models loaded in {time.perf_counter() - t0:.2f} s "
-        f"(cuda graphs {'on' if pipe.cuda_graphs else 'off'}, compile {'on' if pipe.compiled else 'off'})"
+        f"(cuda graphs {'on' if pipe.cuda_graphs else 'off'}, compile {'on' if pipe.compiled else 'off'}, "
+        f"decode overlap {'on' if pipe.overlap_decode else 'off'})"
     )
     image = _load_image(args.image, width, height) if args.image else None
     pipe.initialize_cache(
@@ -236,41 +244,44 @@ def _generate(args, preset, switches, device, cp) -> int:
         prompt_switches=emb_switch,
     )
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    written = 0
+    num_chunks = pipe.num_chunks
     start = time.perf_counter()
-    first_frame_s = None
+    marks = [start]  # when each chunk's frames were written (writer thread)
+
+    def chunk_written(r, count: int) -> None:  # on the writer thread, after the chunk is in the file
+        now = time.perf_counter()
+        say(
+            f"chunk {r.index + 1}/{num_chunks}: latent frames {r.frame_start}-{r.frame_start + r.num_latent_frames - 1}"
+            f" -> {count} frames, written after {(now - start) * 1000:.0f} ms (+{(now - marks[-1]) * 1000:.0f} ms)",
+            flush=True,
+        )
+        marks.append(now)
+
+    # rank 0 writes on a worker thread (at most 2 chunks in flight) while this thread keeps enqueueing
+    # DiT work: nothing here waits for the GPU (the decode runs on a side stream, ``overlap_decode``)
     with open_video_writer(out, fps) if cp.is_main else contextlib.nullcontext() as writer:
-        for i in range(pipe.num_chunks):
-            t_gen = time.perf_counter()
-            r = pipe.generate(i)
-            sync()
-            gen_s = time.perf_counter() - t_gen
-            if first_frame_s is None:
-                first_frame_s = time.perf_counter() - start
-            frames = r.frames[:, :, : max(0, num_frames - written)] if cp.is_main else r.latents[:, :, :0]
-            if cp.is_main and frames.shape[2]:
-                writer.write(frames)
-                written += frames.shape[2]
-            t_fin = time.perf_counter()
-            pipe.finalize(i)
-            sync()
-            fin_s = time.perf_counter() - t_fin
-            say(
-                f"chunk {i + 1}/{pipe.num_chunks}: latent frames {r.frame_start}-{r.frame_start + r.num_latent_frames - 1}"
-                f" -> {frames.shape[2]} frames, denoise+decode {gen_s * 1000:.0f} ms, cache update {fin_s * 1000:.0f} ms",
-                flush=True,
-            )
+        sink = (
+            BackgroundFrameWriter(writer, max_frames=num_frames, on_written=chunk_written)
+            if cp.is_main
+            else contextlib.nullcontext()
+        )
+        with sink:
+            for i in range(num_chunks):
+                r = pipe.generate(i)
+                if cp.is_main:
+                    sink.submit(r)
+                del r  # the writer thread holds the chunk until it is written
+                pipe.finalize(i)
     total = time.perf_counter() - start
-    say(
-        f"wrote {written} frames to {writer.path if cp.is_main else out} in {total:.2f} s ({written / total:.1f} frames/s, "
-        f"first frames after {first_frame_s:.2f} s)"
-    )
+    if cp.is_main:
+        written = sink.frames_written
+        first_frame_s = marks[1] - start if len(marks) > 1 else total
+        say(
+            f"wrote {written} frames to {writer.path} in {total:.2f} s ({written / total:.1f} frames/s, "
+            f"first frames after {first_frame_s:.2f} s)"
+        )
     return 0
 
 

@@ -38,4 +38,5 @@ def parallelize_pipeline(
         cache_dtype=pipe.cache_dtype,
         progress=pipe.progress if ctx.is_main else None,
         interrupt=pipe.interrupt,
+        overlap_decode=pipe.overlap_decode,
     )

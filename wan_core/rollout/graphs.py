@@ -26,12 +26,14 @@ On CPU, or with ``enabled=False``, ``ChunkForward`` is a plain call.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 __all__ = [
+    "CAPTURE_LOCK",
     "ChunkForward",
     "CudaGraphCapturer",
     "compile_blocks",
@@ -41,6 +43,12 @@ __all__ = [
 ]
 
 log = logging.getLogger("wan_core.rollout")
+
+# Held while a CUDA graph is captured. A capture (torch's default "global" mode) is invalidated by a
+# possibly synchronizing CUDA call from any other thread (an event query or wait, a blocking copy), so a
+# thread that calls CUDA beside the rollout (the frame writer waiting for decoded frames,
+# ``decode_stream.py``) takes this lock around those calls.
+CAPTURE_LOCK = threading.Lock()
 
 
 def default_speed_flags(device: torch.device | str) -> tuple[bool, bool]:
@@ -121,7 +129,7 @@ class CudaGraphCapturer:
         torch.cuda.current_stream().wait_stream(side)
         self.warmed_up = True
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=pool):
+        with CAPTURE_LOCK, torch.cuda.graph(graph, pool=pool):
             out = fn()
         return graph.replay, out
 

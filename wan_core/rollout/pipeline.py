@@ -6,7 +6,7 @@ Autoregressive presets (Self-Forcing family)::
     pipe.initialize_cache(["a red fox running through snow"], height=480, width=832, num_frames=81, seed=0)
     for i in range(pipe.num_chunks):
         chunk = pipe.generate(i)     # ChunkResult: latents [B, C, n, h, w] (normalized), frames [B, 3, f, H, W]
-        show(chunk.frames)           # frames are out before the cache update ...
+        show(chunk.host_frames())    # frames are out before the cache update ...
         pipe.finalize(i)             # ... which writes chunk i's clean K/V (context pass at context_noise)
     # or simply: for chunk in pipe.stream(): ...   (same order)
 
@@ -17,6 +17,16 @@ chunk i's frames. ``finalize(i)`` = one DiT call on the clean x0 at ``context_no
 the same slots with clean K/V. The frames of chunk i are therefore ready before the cache update; the
 update is the only extra work between them and chunk i+1's first denoising step. ``generate(i+1)``
 finalizes chunk i itself if the caller did not.
+
+Decode overlap (``overlap_decode``, default on for CUDA; ``decode_stream.py``): the decode of chunk i
+and the copy of its frames to pinned host memory run on a side CUDA stream that waits only for chunk
+i's clean latents, so ``finalize(i)`` and ``generate(i+1)`` are enqueued on the main stream without
+waiting for the decode. ``ChunkResult.host_frames()`` blocks the calling thread (e.g. a writer thread)
+until that chunk's frames are on the host; ``ChunkResult.frames`` / ``wait_frames()`` give the device
+frames and make the caller's current stream wait for the decode on the device (no host sync). On CPU,
+or with ``overlap_decode=False``, the decode runs inline and the same calls return the same frames.
+Krea KV recompute with the ``reencode`` anchor reads the decoded pixels on the main stream, so the main
+stream waits for each chunk's decode there (no overlap for that preset).
 
 Per-scheme variants (same call order): a prompt switch re-caches the frames held in the cache as
 LongLive does (``prompt_switch.py``); ``preset.kv_recompute_frames`` (Krea realtime) rebuilds the cache
@@ -48,6 +58,7 @@ from wan_core.fp8_linear import fp8_linears_
 from wan_core.rollout.noise import seeded_noise
 
 from .conditioning import ConcatYStream, ImageCondition, stamp_input, stamp_x0
+from .decode_stream import DecodedFrames, FrameDecodeStream, new_decode_side_stream
 from .decoders import as_stream_decoder_factory
 from .graphs import ChunkForward, compile_blocks, default_speed_flags, is_compile_error, log, uncompile_blocks
 from .kv_cache import OffsetRollingKVCache
@@ -71,11 +82,26 @@ class ChunkResult:
     index: int
     frame_start: int  # first latent frame of the chunk
     latents: torch.Tensor  # [B, C, n, h, w] normalized (DiT space)
-    frames: torch.Tensor | None = None  # [B, 3, f, H, W] in [-1, 1] when a decoder is attached
+    decoded: DecodedFrames | None = None  # the chunk's frames when a decoder is attached (maybe in flight)
 
     @property
     def num_latent_frames(self) -> int:
         return self.latents.shape[2]
+
+    @property
+    def frames(self) -> torch.Tensor | None:
+        """``[B, 3, f, H, W]`` in [-1, 1] on the device, None without a decoder. Safe on the current
+        stream: with decode overlap that stream waits (on the device) for this chunk's decode."""
+        return None if self.decoded is None else self.decoded.device()
+
+    def wait_frames(self) -> torch.Tensor | None:
+        """Same as ``frames``: the device frames, after making the current stream wait for the decode."""
+        return self.frames
+
+    def host_frames(self) -> torch.Tensor | None:
+        """``[B, 3, f, H, W]`` in [-1, 1] on the CPU (pinned when overlapped). Blocks the calling thread
+        until this chunk's frames are on the host; never synchronizes the DiT's stream."""
+        return None if self.decoded is None else self.decoded.host()
 
 
 @dataclass
@@ -108,7 +134,7 @@ class RolloutState:
     )  # chunk -> (x0, y)
     generated: int = 0  # chunks generated
     finalized: int = 0  # chunks whose clean K/V is written
-    decoder_stream: object | None = None
+    decoder_stream: FrameDecodeStream | None = None
     steps_done: int = 0
     recompute: KVRecomputeState | None = None  # Krea KV recompute (preset.kv_recompute_frames > 0)
     rolling: RollingForcingSampler | None = None  # Rolling Forcing window sampler (sampler "rolling_forcing")
@@ -128,7 +154,7 @@ class StreamingPipeline:
         ``initialize_cache`` also takes precomputed embeddings).
     vae: encoder for image conditioning (``new_encode_cache`` / ``encode_chunk``), optional.
     decoder: a Wan VAE, a TAEHV, or any ``stream_decoder()`` factory (see ``decoders.py``); optional --
-        without it ``ChunkResult.frames`` is None.
+        without it ``ChunkResult.frames`` / ``host_frames()`` are None.
     clip_vision: ``image [B, 3, H, W] in [-1, 1] -> clip_fea [B, 257, 1280]`` (Wan2.1 I2V).
     cuda_graphs / compile / fuse_qkv: default on for CUDA, off on CPU (``fuse_qkv`` stacks each
         self-attention's q/k/v into one Linear in place, ``wan_core.dit.fuse``).
@@ -136,6 +162,8 @@ class StreamingPipeline:
         activation / per-channel weight scales; needs FP8 tensor cores: Ada / Hopper or newer, else
         ``ValueError``); converts ``dit`` in place, after ``fuse_qkv`` and before ``compile``. Merge
         LoRAs before. ``fp8_report`` says what was converted.
+    overlap_decode: decode each chunk on a side CUDA stream, overlapped with the next chunk's DiT work
+        (default on for CUDA; a no-op on CPU; see the module docstring and ``decode_stream.py``).
     context_pass_last: run the clean-context pass after the last chunk of a video of known length
         (default False: nothing reads those K/V; endless streams always run it).
     rope: "auto" (absolute while the video fits the 1024-position RoPE table, else relative),
@@ -163,6 +191,7 @@ class StreamingPipeline:
         cache_dtype: torch.dtype | None = None,
         progress: ProgressFn | None = None,
         interrupt: Callable[[], bool | None] | None = None,
+        overlap_decode: bool | None = None,
     ):
         self.dit = dit
         self.preset = preset
@@ -192,6 +221,9 @@ class StreamingPipeline:
         self.cuda_graphs = graphs_default if cuda_graphs is None else bool(cuda_graphs)
         self.compiled = compile_default if compile is None else bool(compile)
         self.fused_qkv = graphs_default if fuse_qkv is None else bool(fuse_qkv)
+        cuda = self.device.type == "cuda"  # overlap needs CUDA streams: a no-op elsewhere
+        self.overlap_decode = cuda and (graphs_default if overlap_decode is None else bool(overlap_decode))
+        self.decode_stream: torch.cuda.Stream | None = None  # the side stream, made once, kept across videos
         if self.fused_qkv:
             fuse_qkv_(dit)  # before compile: one d -> 3d GEMM per self-attention (wan_core.dit.fuse)
         self.fp8_report = fp8_linears_(dit) if fp8_linear else None  # after fusing, before compile
@@ -403,7 +435,11 @@ class StreamingPipeline:
         if previous is not None:
             previous.cache = previous.rolling = None
         if self.decoder is not None:
-            state.decoder_stream = self.decoder.stream_decoder()
+            if self.overlap_decode and self.decode_stream is None:
+                self.decode_stream = new_decode_side_stream(self.device)
+            state.decoder_stream = FrameDecodeStream(
+                self.decoder, self.decode_stream if self.overlap_decode else None
+            )
         self.state = state
         return state
 
@@ -699,10 +735,10 @@ class StreamingPipeline:
             self._step_done(i)
         st.pending[i] = (x0, y)
         st.generated = i + 1
-        frames = self._decode(x0)
-        if st.recompute is not None:
-            st.recompute.remember_pixels(frames)
-        return ChunkResult(i, start, x0, frames)
+        decoded = self._decode(x0)
+        if st.recompute is not None and st.recompute.anchor == "reencode" and decoded is not None:
+            st.recompute.remember_pixels(decoded.device())  # the next chunk re-encodes them on this stream
+        return ChunkResult(i, start, x0, decoded)
 
     def _generate_rolling(self, i: int) -> ChunkResult:
         st = self.state
@@ -715,9 +751,10 @@ class StreamingPipeline:
         st.generated = i + 1
         return ChunkResult(i, start, x0, self._decode(x0))
 
-    def _decode(self, latents: torch.Tensor) -> torch.Tensor | None:
+    def _decode(self, latents: torch.Tensor) -> DecodedFrames | None:
+        """Enqueue the decode of a chunk's clean latents (on the side stream with overlap)."""
         stream = self.state.decoder_stream
-        return None if stream is None else stream.decode_chunk(latents)
+        return None if stream is None else stream.decode(latents)
 
     @torch.no_grad()
     def finalize(self, i: int) -> None:
