@@ -7,6 +7,7 @@
 #   checks   GPU-only tests (CUDA graphs, no host sync, compile, fp8, decode overlap) + the rollout check
 #   main     the issue's benchmark: 1.3B 480x832, reference vs ours, both decoders (~4 min)
 #   levers   A/B runs of ours, one lever off (or on) at a time, DiT only
+#   e2e      the product path end to end: decode overlapped on a side stream vs inline, both decoders
 #   fp8      FP8 linear micro-benchmark + the rollout with FP8 linears and its end-to-end error
 #   models   14B and TI2V-5B time per chunk and memory
 #
@@ -14,7 +15,7 @@
 # reported and the stage goes on. The device tool returns at most 8 files per call: one log and
 # a few JSON per stage.
 set -u
-stage="${1:?usage: bash bench/gpu_runbook.sh checks|main|levers|fp8|models [OUT_DIR]}"
+stage="${1:?usage: bash bench/gpu_runbook.sh checks|main|levers|e2e|fp8|models [OUT_DIR]}"
 out="${2:-${OUT:-./bench_out}}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
@@ -39,7 +40,7 @@ $py -c "import torch, triton; print('torch', torch.__version__, 'triton', triton
 
 case "$stage" in
 checks)
-    gpu_tests=$(ls tests/test_*gpu*.py)
+    gpu_tests="$(ls tests/test_*gpu*.py) tests/test_fp8_linear.py"
     step 420 $py -m pytest -q -p no:cacheprovider -o addopts="" $gpu_tests
     step 150 $py bench/rollout_gpu_check.py
     ;;
@@ -52,6 +53,9 @@ levers)
     step 120 $py bench/bench_ar.py "${common[@]}" --no-cuda-graphs --json "$out/nographs.json"
     step 120 $py bench/bench_ar.py "${common[@]}" --no-fuse-qkv --json "$out/nofuse.json"
     step 120 $py bench/bench_ar.py "${common[@]}" --no-compile --no-cuda-graphs --json "$out/eager.json"
+    ;;
+e2e)
+    step 400 $py bench/bench_ar.py --model 1.3b --paths ours --decoder both --overlap-decode --no-context-pass-last --json "$out/overlap.json"
     ;;
 fp8)
     # speed of FP8 linears (compiled, graphs), then the end-to-end error against an fp32 reference:
@@ -67,7 +71,7 @@ models)
     step 240 $py bench/bench_ar.py --model ti2v-5b --decoder taehv --repeats 1 --json "$out/bench5b.json"
     ;;
 *)
-    echo "unknown stage '$stage': checks | main | levers | fp8 | models" >&2
+    echo "unknown stage '$stage': checks | main | levers | e2e | fp8 | models" >&2
     exit 2
     ;;
 esac
