@@ -1,0 +1,106 @@
+"""Relative-RoPE streaming equals the window-relative reference (``rollout_naive.NaiveRelativeRope``: the
+math of the DiT before keys were stored roped -- every visible key re-roped each pass at its position
+relative to the window), over runs past the 1024-position table, sinks S in {0, 1, 2}, re-runs of a
+chunk, LongLive span re-encodes, Krea rebuilds from frame 0 and restarts; fp32 tiny models."""
+
+import pytest
+import torch
+from official_ref import max_rel_err, randomize_
+from rollout_naive import NaiveRelativeRope
+
+from wan_core.dit import WanDiT, WanDiTConfig
+
+TINY = dict(dim=32, ffn_dim=64, num_heads=2, num_layers=2)
+TOL = 1e-5
+
+
+def tiny(seed=0):
+    return randomize_(WanDiT(WanDiTConfig(**TINY)).eval(), seed, std=0.2)
+
+
+class Pair:
+    """The DiT on a relative-RoPE ``RollingKVCache`` and the reference, fed the same passes."""
+
+    def __init__(self, model, sink, window, lat_hw=(2, 4), seed=0):
+        self.m, self.lat_hw = model, lat_hw
+        ft = (lat_hw[0] // 2) * (lat_hw[1] // 2)
+        self.cache = model.new_kv_cache(1, ft, window_frames=window, sink_frames=sink, rope="relative")
+        self.ref = NaiveRelativeRope(model, sink, window)
+        g = torch.Generator().manual_seed(seed)
+        self.g = g
+        self.cross = model.prepare_context(torch.randn(1, 5, 4096, generator=g))
+        self.errs = []
+
+    def _inputs(self, n, t0):
+        x = torch.randn(1, 16, n, *self.lat_hw, generator=self.g)
+        t = t0 + 100 * torch.rand(1, n, generator=self.g)  # per-frame timesteps
+        return x, t
+
+    def chunk(self, s, n, t0=500.0):
+        x, t = self._inputs(n, t0)
+        with torch.no_grad():
+            got = self.m.forward_chunk(x, t, self.cross, self.cache, s)
+        self.errs.append(max_rel_err(got, self.ref.run(x, t, self.cross, s)))
+
+    def span(self, s, n, t0=0.0):
+        x, t = self._inputs(n, t0)
+        self.cache.plan_span(s, n)
+        with torch.no_grad():
+            got = self.m.forward_planned(x, t, self.cross, self.cache)
+        self.errs.append(max_rel_err(got, self.ref.run(x, t, self.cross, s)))
+
+    def chunk_with_rerun(self, s, n):
+        self.chunk(s, n, 800.0)  # a denoising step
+        self.chunk(s, n, 0.0)  # the clean re-run of the same chunk: overwrites the same slots
+
+
+@pytest.mark.parametrize("sink", [0, 1, 2])
+def test_relative_rope_equals_window_relative_reference_past_1024_frames(sink):
+    """1040 latent frames (130 chunks of 8, window 16): positions far past the 1024-row table."""
+    p = Pair(tiny(seed=sink), sink, window=16)
+    for s in range(0, 1040, 8):
+        p.chunk_with_rerun(s, 8)
+    assert p.cache.chunk_end == 1040 and len(p.errs) == 260
+    print(f"\nS={sink}, W=16, 1040 frames: max rel err {max(p.errs):.2e} over {len(p.errs)} passes")
+    assert max(p.errs) <= TOL
+
+
+def _recache(p, end, sink, window):
+    """LongLive's re-cache span before a prompt switch at ``end`` (``prompt_switch.recache_span``)."""
+    if end <= sink + window:
+        p.span(0, end)
+    else:
+        p.span(end - window, window)
+
+
+@pytest.mark.parametrize("sink,n", [(0, 2), (1, 3), (2, 2)])
+def test_relative_rope_equals_reference_through_spans_rebuilds_and_restarts(sink, n):
+    window = 5
+    cap = sink + window
+    p = Pair(tiny(seed=10 + sink), sink, window, lat_hw=(4, 4), seed=sink)
+    end = 0
+    for _ in range(3):  # growing: every frame visible
+        p.chunk_with_rerun(end, n)
+        end += n
+    _recache(p, end, sink, window)
+    for _ in range(5):  # rolling
+        p.chunk_with_rerun(end, n)
+        end += n
+    _recache(p, end, sink, window)  # window frames only (the sinks keep their K/V)
+    for _ in range(2):
+        p.chunk_with_rerun(end, n)
+        end += n
+    p.span(0, cap)  # Krea: rebuild the whole cache from frame 0 (a span longer than the window)
+    end = cap
+    for _ in range(3):
+        p.chunk_with_rerun(end, n)
+        end += n
+    p.span(0, window - 1)  # a shorter rebuild
+    end = window - 1
+    for _ in range(4):
+        p.chunk_with_rerun(end, n)
+        end += n
+    for s in range(0, 5 * n, n):  # a new video on the same cache
+        p.chunk_with_rerun(s, n)
+    print(f"\nS={sink}, W={window}, n={n}: max rel err {max(p.errs):.2e} over {len(p.errs)} passes")
+    assert max(p.errs) <= TOL
