@@ -104,3 +104,33 @@ def test_relative_rope_equals_reference_through_spans_rebuilds_and_restarts(sink
         p.chunk_with_rerun(s, n)
     print(f"\nS={sink}, W={window}, n={n}: max rel err {max(p.errs):.2e} over {len(p.errs)} passes")
     assert max(p.errs) <= TOL
+
+
+def test_visible_window_keys_are_not_re_roped(monkeypatch):
+    """Per layer and pass only the pass's own queries and keys (n frames each) and, in relative mode, the
+    S sinks go through ``apply_rope`` -- however many frames are visible. Re-roping the visible window
+    (the previous relative mode: S + W frames per layer) fails this."""
+    import wan_core.dit.kv_cache as kv_module
+    import wan_core.dit.model as model_module
+
+    roped = []  # tokens per apply_rope call
+
+    def counting(x, cos, sin, _apply=model_module.apply_rope):
+        roped.append(x.shape[1])
+        return _apply(x, cos, sin)
+
+    monkeypatch.setattr(model_module, "apply_rope", counting)
+    monkeypatch.setattr(kv_module, "apply_rope", counting)
+    m = tiny(seed=5)
+    cross = m.prepare_context(torch.randn(1, 5, 4096))
+    ft, n, window = 4, 2, 8
+    for rope, sink in (("relative", 2), ("relative", 0), ("absolute", 2)):
+        cache = m.new_kv_cache(1, ft, window_frames=window, sink_frames=sink, rope=rope)
+        for s in range(0, 30, n):
+            for t in (800.0, 0.0):  # a denoising step and the re-run
+                roped.clear()
+                with torch.no_grad():
+                    m.forward_chunk(torch.randn(1, 16, n, 4, 4), torch.full((1,), t), cross, cache, s)
+                per_layer = [n * ft, n * ft] + ([sink * ft] if rope == "relative" and sink else [])
+                assert roped == per_layer * len(m.blocks), (rope, sink, s, roped)
+        assert cache.kv_frames == sink + window  # the window was full: S + W frames visible
