@@ -76,10 +76,10 @@ class ByteCounter(TorchDispatchMode):
         if base in ("index_copy", "index_put", "index_add") and name.endswith("_"):
             src = ins[-1] if base == "index_copy" else ins[-1]
             b = 2 * _nbytes(src) + sum(_nbytes(a) for a in ins[1:-1])
+        elif base == "copy":  # copy_(dst, src): read src, write dst (dst is not read)
+            b = _nbytes(ins[0]) + _nbytes(ins[1])
         elif name.endswith("_") and ins:  # in place: read + write self, read the others
             b = 2 * _nbytes(ins[0]) + sum(_nbytes(a) for a in ins[1:])
-        elif base == "copy":  # copy_(dst, src): read src, write dst
-            b = _nbytes(ins[0]) + _nbytes(ins[1])
         else:
             outs = [o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor)]
             b = sum(_nbytes(a) for a in ins) + sum(_nbytes(o) for o in outs)

@@ -112,6 +112,7 @@ class PipelineStepper:
             compile=args.compile,
             fuse_qkv=getattr(args, "fuse_qkv", None),
             context_pass_last=not self.skip_last_context,  # the reference runs it: like for like by default
+            rope=getattr(args, "rope", "auto"),
         )
         self.context_emb = context
         self.seed = args.seed
@@ -121,6 +122,7 @@ class PipelineStepper:
         feats.append("torch.compile" if self.pipe.compiled else "no compile")
         feats.append("fused QKV" if self.pipe.fused_qkv else "separate q/k/v")
         feats.append(f"window {preset.window_frames}+{preset.sink_frames} sink frames")
+        feats.append(f"RoPE {getattr(args, 'rope', 'auto')}")
         if self.skip_last_context:
             feats.append("no context pass after the last chunk")
         self.features = feats
