@@ -107,8 +107,8 @@ class LayerKV:
     layers and ran the rest eagerly).
 
     Relative RoPE with sinks: the keys' buffer has a spare area at token ``unroped_sinks_at`` holding
-    the ``sink_tokens`` sink keys un-roped (``k_write_index`` sends the pass's sink frames there);
-    ``rope_sinks`` ropes them into the sink slots ``[0, sink_tokens)`` for this pass."""
+    the sink keys un-roped (``k_write_index`` sends the pass's sink frames there); ``rope_sinks`` ropes
+    them into the sink slots ``sink_index`` (= ``[0, sink_tokens)``) for this pass."""
 
     def __init__(
         self,
@@ -117,14 +117,15 @@ class LayerKV:
         write_index: torch.Tensor,
         kv_tokens: int,
         k_write_index: torch.Tensor | None = None,
-        sink_tokens: int = 0,
+        sink_index: torch.Tensor | None = None,
         unroped_sinks_at: int = 0,
     ):
         self.k, self.v = k, v  # [B, capacity_tokens (+ sink_tokens for k), heads, head_dim]
         self.write_index = write_index  # [n * frame_tokens] token slots of the pass (values)
         self.k_write_index = write_index if k_write_index is None else k_write_index  # (keys)
         self.kv_tokens = kv_tokens
-        self.sink_tokens, self.unroped_sinks_at = sink_tokens, unroped_sinks_at
+        self.sink_index = sink_index  # [sink_tokens] = arange: the sink slots, or None (no sinks)
+        self.unroped_sinks_at = unroped_sinks_at
 
     def write(self, k: torch.Tensor, v: torch.Tensor) -> None:  # [B, n*frame_tokens, heads, head_dim]
         self.k.index_copy_(1, self.k_write_index, k.to(self.k.dtype))
@@ -132,9 +133,11 @@ class LayerKV:
 
     def rope_sinks(self, cos: torch.Tensor, sin: torch.Tensor) -> None:  # each [1, sink_tokens, 1, hd/2]
         """Relative RoPE: this pass's sink keys, roped from their un-roped copy at the sink positions."""
-        if self.sink_tokens:
-            a, st = self.unroped_sinks_at, self.sink_tokens
-            self.k[:, :st].copy_(apply_rope(self.k[:, a : a + st], cos, sin))
+        if self.sink_index is not None:
+            a, st = self.unroped_sinks_at, self.sink_index.shape[0]
+            # index_copy_, not a slice copy_: inductor then keeps the attention reading the cache buffer
+            # in place (a slice copy_ made it materialise all visible keys into a new buffer per layer)
+            self.k.index_copy_(1, self.sink_index, apply_rope(self.k[:, a : a + st], cos, sin))
 
     def visible(self) -> tuple[torch.Tensor, torch.Tensor]:  # each [B, kv_tokens, heads, head_dim]
         return self.k[:, : self.kv_tokens], self.v[:, : self.kv_tokens]
@@ -194,6 +197,11 @@ class RollingKVCache:
         self._chunk_positions: dict[int, torch.Tensor] = {}
         self._chunk_unroped: dict[int, torch.Tensor] = {}
         self.slot_positions = torch.zeros(self.capacity_frames, dtype=torch.long, device=self.device)
+        self._sink_index = (
+            torch.arange(self.unroped_sink_frames * frame_tokens, device=self.device)
+            if self.unroped_sink_frames
+            else None
+        )
         self._token_offsets: torch.Tensor | None = None  # arange(frame_tokens) on the device
         self.reset()
 
@@ -336,14 +344,13 @@ class RollingKVCache:
 
     def layer(self, layer: int, n: int) -> LayerKV:
         """Layer ``layer``'s K/V for the planned chunk of ``n`` frames (what ``forward_planned`` uses)."""
-        ft = self.frame_tokens
         return LayerKV(
             self.k[layer],
             self.v[layer],
             self._write_index[n],
             self.kv_tokens,
             k_write_index=self._k_write_index.get(n),
-            sink_tokens=self.unroped_sink_frames * ft,
+            sink_index=self._sink_index,
             unroped_sinks_at=self.capacity_tokens,
         )
 
@@ -356,6 +363,7 @@ class RollingKVCache:
             *self.k,
             *self.v,
             self.slot_positions,
+            *([] if self._sink_index is None else [self._sink_index]),
             *self._write_index.values(),
             *self._k_write_index.values(),
             *self._chunk_positions.values(),

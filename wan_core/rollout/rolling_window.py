@@ -54,7 +54,7 @@ class GatheredLayerKV(LayerKV):
         v: torch.Tensor,
         write_index: torch.Tensor,
         visible_index: torch.Tensor,
-        **sinks,  # k_write_index, sink_tokens, unroped_sinks_at (see LayerKV)
+        **sinks,  # k_write_index, sink_index, unroped_sinks_at (see LayerKV)
     ):
         super().__init__(k, v, write_index, visible_index.shape[0], **sinks)
         self.visible_index = visible_index  # [kv_tokens] token slots, in key order
@@ -107,6 +107,7 @@ class RollingWindowCache:
         self.k = [torch.zeros(k_shape, dtype=dtype, device=self.device) for _ in range(num_layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(num_layers)]
         self._buffers: dict[tuple[str, int], torch.Tensor] = {}
+        self._anchor_index = torch.arange(self.anchor_frames * frame_tokens, device=self.device)
         self.reset()
 
     def reset(self) -> None:
@@ -182,14 +183,13 @@ class RollingWindowCache:
     def layer(self, layer: int, n: int) -> GatheredLayerKV:
         """Layer ``layer``'s K/V for the planned pass: tensors only, no layer index (torch.compile would
         specialise a compiled block on the index and recompile per layer, see ``LayerKV``)."""
-        ft = self.frame_tokens
         return GatheredLayerKV(
             self.k[layer],
             self.v[layer],
             self._write,
             self._visible,
             k_write_index=self._k_write,
-            sink_tokens=self.anchor_frames * ft,
+            sink_index=self._anchor_index,
             unroped_sinks_at=self.capacity_tokens,
         )
 
@@ -200,7 +200,7 @@ class RollingWindowCache:
         return self.layer(layer, self.chunk_frames).visible()
 
     def tensors(self) -> list[torch.Tensor]:
-        return [*self.k, *self.v, *self._buffers.values()]
+        return [*self.k, *self.v, self._anchor_index, *self._buffers.values()]
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.tensors())
