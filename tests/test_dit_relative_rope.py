@@ -3,6 +3,9 @@ math of the DiT before keys were stored roped -- every visible key re-roped each
 relative to the window), over runs past the 1024-position table, sinks S in {0, 1, 2}, re-runs of a
 chunk, LongLive span re-encodes, Krea rebuilds from frame 0 and restarts; fp32 tiny models."""
 
+import re
+import shutil
+
 import pytest
 import torch
 from official_ref import max_rel_err, randomize_
@@ -134,3 +137,43 @@ def test_visible_window_keys_are_not_re_roped(monkeypatch):
                 per_layer = [n * ft, n * ft] + ([sink * ft] if rope == "relative" and sink else [])
                 assert roped == per_layer * len(m.blocks), (rope, sink, s, roped)
         assert cache.kv_frames == sink + window  # the window was full: S + W frames visible
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="inductor on CPU needs a C++ compiler")
+def test_inductor_attends_to_the_cache_in_place():
+    """Compiled (inductor) blocks in relative mode: the attention reads the keys straight from the cache
+    buffer. With the sinks copied into place by a slice ``copy_`` inductor built a fresh buffer of every
+    visible key per layer and pass (the traffic the stored-roped keys save); ``index_copy_`` keeps it in
+    place, as the absolute mode's write does. Output code checked: no buffer of the visible keys' shape."""
+    import copy
+
+    from torch._inductor.utils import run_and_get_code
+
+    from wan_core.rollout.graphs import compile_blocks
+
+    torch._dynamo.reset()
+    m = tiny(seed=6)
+    m.blocks = m.blocks[:1]
+    c = copy.deepcopy(m)
+    compile_blocks(c, dynamic=False)
+    cross = m.prepare_context(torch.randn(1, 5, 4096))
+    outs = []
+    for model in (m, c):
+        cache = model.new_kv_cache(1, 4, window_frames=4, sink_frames=2, rope="relative")
+        for s in range(0, 8, 2):
+            cache.plan_chunk(s, 2)
+            x, t = torch.randn(1, 16, 2, 4, 4, generator=torch.Generator().manual_seed(s)), torch.zeros(1, 2)
+            with torch.no_grad():
+                if model is c and s == 6:
+                    out, code = run_and_get_code(model.forward_planned, x, t, cross, cache)
+                else:
+                    out = (m if model is c else model).forward_planned(x, t, cross, cache)
+            outs.append(out)
+    try:
+        assert cache.kv_tokens == 24  # sinks 2 + window 4 frames of 4 tokens
+        assert max_rel_err(outs[-1], outs[3]) < TOL
+        # no new buffer [B, heads, kv_tokens, head_dim] (a copy of the keys); the cache's own are views
+        assert "(1, 2, 24, 16)" in "\n".join(code)
+        assert not re.search(r"empty_strided\w*\(\(1, 2, 24, 16\)", "\n".join(code))
+    finally:
+        torch._dynamo.reset()
