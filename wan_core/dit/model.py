@@ -54,7 +54,7 @@ def pass_rope(rope: WanRope, cache, n: int, h: int, w: int) -> PassRope:
         cos, sin = rope.for_frames(cache.chunk_positions(n), h, w)
         return PassRope(cos, sin, cos, sin)
     cos_q, sin_q = rope.for_positions(cache.chunk_positions(n), h, w)
-    unroped = cache.chunk_unroped(n).repeat_interleave(h * w).view(1, -1, 1, 1)  # [1, n*h*w, 1, 1]
+    unroped = cache.chunk_unroped(n)[:, None].expand(n, h * w).reshape(1, n * h * w, 1, 1)
     cos_k, sin_k = cos_q.masked_fill(unroped, 1.0), sin_q.masked_fill(unroped, 0.0)
     sinks = cache.sink_positions()
     if sinks.shape[0] == 0:
