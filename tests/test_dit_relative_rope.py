@@ -177,3 +177,22 @@ def test_inductor_attends_to_the_cache_in_place():
         assert not re.search(r"empty_strided\w*\(\(1, 2, 24, 16\)", "\n".join(code))
     finally:
         torch._dynamo.reset()
+
+
+def test_rope_at_unbounded_positions_is_exact():
+    """``WanRope.for_positions``: equal to the 1024-row table below 1024, and exact far past it (float64
+    angles; a float32 angle would be off by ~0.03 rad at frame 10^6)."""
+    from wan_core.dit.rope import WanRope
+
+    rope = WanRope(128)
+    pos = torch.tensor([0, 1, 7, 1023])
+    for a, b in zip(rope.for_positions(pos, 2, 3), rope.for_frames(pos, 2, 3)):
+        assert torch.equal(a, b)
+    far = torch.tensor([10**6, 10**9 + 7])
+    cos, sin = rope.for_positions(far, 1, 1)  # [1, 2, 1, 64]: temporal pairs first
+    pt = rope.pairs[0]
+    inv = 1.0 / torch.pow(10000.0, torch.arange(0, 2 * pt, 2, dtype=torch.float64) / (2 * pt))
+    angles = far.double()[:, None] * inv
+    assert (cos[0, :, 0, :pt].double() - angles.cos()).abs().max() < 1e-7
+    assert (sin[0, :, 0, :pt].double() - angles.sin()).abs().max() < 1e-7
+    assert (torch.cos(far.float()[:, None] * inv.float()).double() - angles.cos()).abs().max() > 1e-3
