@@ -101,6 +101,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--window", type=int, default=None, help="ours: attention window in latent frames")
     p.add_argument("--sink", type=int, default=0, help="ours: sink frames (with --window)")
     p.add_argument(
+        "--rope",
+        choices=["auto", "absolute", "relative"],
+        default="auto",
+        help="ours: RoPE mode of the KV cache (auto, as the pipeline: absolute for a known length within "
+        "the 1024-position table; relative = the endless-stream mode)",
+    )
+    p.add_argument(
         "--no-context-pass-last", action="store_true", help="ours: skip the last chunk's context pass"
     )
     p.add_argument("--warmup", type=int, default=1, help="untimed rollouts per path before timing")
@@ -137,6 +144,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.chunks < 1 or args.repeats < 1 or args.warmup < 0:
         p.error("need --chunks >= 1, --repeats >= 1, --warmup >= 0")
     return args
+
+
+def ours_eager_bytes(cfg, args, dtype) -> dict:
+    """Eager bytes of ours' last pass with its rolling window and RoPE mode (``--window`` / ``--rope``)."""
+    if not args.window and args.rope != "relative":
+        return {}
+    frames = args.chunks * args.frames_per_chunk
+    rope = args.rope
+    if rope == "auto":
+        rope = "absolute" if frames <= cfg.rope_max_positions else "relative"
+    window = args.window or frames
+    sink = args.sink if args.window else 0
+    counted = eager_pass_bytes(
+        cfg, args.height, args.width, args.frames_per_chunk, args.chunks - 1, dtype, rope, sink, window
+    )
+    return {"eager_pass_bytes_ours_last_chunk": {"rope": rope, "sink": sink, "window": window, **counted}}
 
 
 def dit_config(args):
@@ -294,6 +317,8 @@ def main(argv=None) -> dict:
             "attn_backend_ours": args.attn_backend,
             "window_ours": args.window,
             "overlap_decode": args.overlap_decode,
+            "sink_ours": args.sink if args.window else 0,
+            "rope_ours": args.rope,
             "warmup": args.warmup,
             "repeats": args.repeats,
         },
@@ -314,6 +339,7 @@ def main(argv=None) -> dict:
             "eager_pass_bytes_chunk6": eager_pass_bytes(
                 cfg, args.height, args.width, args.frames_per_chunk, chunk6, dtype
             ),
+            **ours_eager_bytes(cfg, args, dtype),
             "decode_tflop_first_and_later_chunk": {k: [f / 1e12 for f in v] for k, v in decode_flops.items()},
         },
         "paths": paths,

@@ -76,10 +76,10 @@ class ByteCounter(TorchDispatchMode):
         if base in ("index_copy", "index_put", "index_add") and name.endswith("_"):
             src = ins[-1] if base == "index_copy" else ins[-1]
             b = 2 * _nbytes(src) + sum(_nbytes(a) for a in ins[1:-1])
+        elif base == "copy":  # copy_(dst, src): read src, write dst (dst is not read)
+            b = _nbytes(ins[0]) + _nbytes(ins[1])
         elif name.endswith("_") and ins:  # in place: read + write self, read the others
             b = 2 * _nbytes(ins[0]) + sum(_nbytes(a) for a in ins[1:])
-        elif base == "copy":  # copy_(dst, src): read src, write dst
-            b = _nbytes(ins[0]) + _nbytes(ins[1])
         else:
             outs = [o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor)]
             b = sum(_nbytes(a) for a in ins) + sum(_nbytes(o) for o in outs)
@@ -126,9 +126,21 @@ GEMM_OPS = (
 )
 
 
-def eager_pass_bytes(cfg, height: int, width: int, frames_per_chunk: int, chunk_index: int, dtype) -> dict:
-    """Bytes of one eager ``forward_chunk`` of chunk ``chunk_index`` (0-based, full cache) at real size,
-    split into matrix products / attention and everything else."""
+def eager_pass_bytes(
+    cfg,
+    height: int,
+    width: int,
+    frames_per_chunk: int,
+    chunk_index: int,
+    dtype,
+    rope: str = "absolute",
+    sink_frames: int = 0,
+    window_frames: int | None = None,
+) -> dict:
+    """Bytes of one eager ``forward_chunk`` of chunk ``chunk_index`` (0-based) at real size, split into
+    matrix products / attention and everything else. ``window_frames`` None: a cache of every frame so
+    far (growing, never rolling: the benchmark's reference); else a rolling cache of ``sink_frames`` +
+    ``window_frames`` with RoPE mode ``rope`` (an endless stream: "relative")."""
     from wan_core.dit import WanDiT
 
     with torch.device("meta"):
@@ -140,7 +152,9 @@ def eager_pass_bytes(cfg, height: int, width: int, frames_per_chunk: int, chunk_
         ft = (lh // cfg.patch[1]) * (lw // cfg.patch[2])
         n = frames_per_chunk
         cross = model.prepare_context(torch.empty(1, cfg.text_len, cfg.text_dim, dtype=dtype))
-        cache = model.new_kv_cache(1, ft, (chunk_index + 1) * n, 0, dtype=dtype, device="meta")
+        window = (chunk_index + 1) * n if window_frames is None else window_frames
+        sink = 0 if window_frames is None else sink_frames
+        cache = model.new_kv_cache(1, ft, window, sink, dtype=dtype, device="meta", rope=rope)
         for i in range(chunk_index):
             cache.plan_chunk(i * n, n)
         cache.plan_chunk(chunk_index * n, n)

@@ -113,6 +113,7 @@ class PipelineStepper:
             fuse_qkv=getattr(args, "fuse_qkv", None),
             fp8_linear=getattr(args, "fp8_linear", False),
             context_pass_last=not self.skip_last_context,  # the reference runs it: like for like by default
+            rope=getattr(args, "rope", "auto"),
         )
         self.context_emb = context
         self.seed = args.seed
@@ -127,6 +128,7 @@ class PipelineStepper:
                 f"FP8 linears ({r.mode} e4m3 _scaled_mm, {r.fp8_layers} block linears, {len(r.kept)} kept 16-bit)"
             )
         feats.append(f"window {preset.window_frames}+{preset.sink_frames} sink frames")
+        feats.append(f"RoPE {getattr(args, 'rope', 'auto')}")
         if self.skip_last_context:
             feats.append("no context pass after the last chunk")
         self.features = feats

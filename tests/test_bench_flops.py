@@ -162,3 +162,38 @@ def test_eager_pass_bytes_of_the_1p3b_model_on_meta():
     assert counted["other_bytes"] > 2 * counted["gemm_and_attention_io_bytes"]
     # the GEMM/attention inputs and outputs alone stay near the fused minimum
     assert 0.5 * fused_min < counted["gemm_and_attention_io_bytes"] < 1.5 * fused_min
+
+
+def test_eager_byte_counter_copy_reads_only_its_source():
+    from bench.eager_bytes import ByteCounter
+
+    dst, src = torch.zeros(4, 8, dtype=torch.bfloat16), torch.ones(2, 8, dtype=torch.bfloat16)
+    with ByteCounter() as counter:
+        dst[:2].copy_(src)  # 32 bytes read, 32 written
+    assert counter.bytes_by_op["copy"] == 64
+
+
+def test_relative_rope_pass_ropes_only_the_sinks_on_meta():
+    """An endless-stream pass (relative RoPE, full window of 3 sink + 18 frames) costs the absolute pass
+    plus the re-rope of the 3 sinks -- not of all 21 visible frames (that was +63 GB eager per pass)."""
+    from bench.eager_bytes import eager_pass_bytes
+    from wan_core.dit import PRESETS
+
+    cfg = PRESETS["wan2.1-t2v-1.3b"]
+
+    def total(rope, sink, window, chunk_index):
+        kw = dict(rope=rope, sink_frames=sink, window_frames=window)
+        return eager_pass_bytes(cfg, 480, 832, 3, chunk_index, torch.bfloat16, **kw)["total_bytes"]
+
+    absolute = total("absolute", 3, 18, 6)  # chunk 7: 21 frames visible
+    relative = total("relative", 3, 18, 20)  # chunk 21: rolling, 21 frames visible
+    no_sink = total("relative", 0, 21, 20)
+    # eager RoPE of one frame of keys in every layer moves ~24x its bf16 bytes (float copy, 4 products,
+    # sub, add, stack, cast back): ~3.5 GB; re-roping the window would add 18 frames of that
+    k_frame = cfg.num_layers * 1560 * cfg.dim * 2
+    print(
+        f"\neager GB per pass: absolute {absolute / 1e9:.1f}, relative 3+18 {relative / 1e9:.1f}, "
+        f"relative 0+21 {no_sink / 1e9:.1f}"
+    )
+    assert abs(no_sink - absolute) < 0.01 * absolute  # no sinks: nothing re-roped at all
+    assert 0 < relative - absolute < (3 + 1) * 24 * k_frame  # the 3 sinks (+ their copy into place)

@@ -206,3 +206,15 @@ def test_fused_qkv_switch_keeps_the_latents():
     assert "fused QKV" in rep["paths"]["ours"]["description"]
     assert "fused QKV" not in rep["paths"]["reference"]["description"]
     assert rep["latent_rel_err_ours_vs_reference"] < 1e-6  # 3e-8 with and without fusion (bf16, CPU)
+
+
+def test_ours_with_relative_rope_and_a_rolling_window(tmp_path):
+    """``--rope relative --window --sink``: the endless-stream configuration of ours, with its eager bytes."""
+    out = tmp_path / "rel.json"
+    args = ["--paths", "ours", "--decoder", "none", "--window", "4", "--sink", "1", "--rope", "relative"]
+    rep = bench_ar.main([*TINY, *args, "--chunks", "4", "--json", str(out)])
+    assert rep["config"]["rope_ours"] == "relative" and rep["config"]["sink_ours"] == 1
+    counted = rep["model_cost"]["eager_pass_bytes_ours_last_chunk"]
+    assert (counted["rope"], counted["sink"], counted["window"]) == ("relative", 1, 4)
+    assert counted["total_bytes"] > 0 and "RoPE relative" in rep["paths"]["ours"]["description"]
+    assert not rep["errors"]

@@ -138,8 +138,9 @@ def test_plan_span_is_a_native_cache_method():
         cache.plan_span(7, 4)
         assert [cache.slot_of(f) for f in (7, 8, 9, 10)] == [3, 4, 1, 2]
         assert cache.write_index(4).tolist() == [s * ft + j for s in (3, 4, 1, 2) for j in range(ft)]
-        want = [7, 8, 9, 10] if rope == "absolute" else [1, 2, 3, 4]
-        assert cache.chunk_positions(4).tolist() == want and cache.chunk_end == 11
+        assert cache.chunk_positions(4).tolist() == [7, 8, 9, 10] and cache.chunk_end == 11
+        if rope == "relative":  # window-relative sink 0, frames 1..4, all placed 6 further on
+            assert cache.sink_positions().tolist() == [6] and not cache.chunk_unroped(4).any()
         for start, n in ((1, 5), (0, 6), (0, 0)):
             with pytest.raises(ValueError, match="span"):
                 cache.plan_span(start, n)

@@ -103,8 +103,9 @@ def test_worker_pool_streams_the_same_chunks_as_one_process(tmp_path):
     dual_ref = _single_process_dual(negative)
     assert dual_chunk["latents"].shape == dual_ref.shape == (1, 16, 3, 4, 8)
     assert float((dual_chunk["latents"] - dual_ref).abs().max() / dual_ref.abs().max()) <= 1e-5
-    # rank 0's cache share: 8 tokens per frame / 2 ranks, (sink 3 + window 9) frames, all 4 heads
-    assert shape == {"rank": 0, "k": (1, 12 * 4, 4, 16), "sink": 3, "window": 9}
+    # rank 0's cache share: 8 tokens per frame / 2 ranks, (sink 3 + window 9) frames, all 4 heads; keys
+    # also hold the 3 sink frames un-roped (relative RoPE)
+    assert shape == {"rank": 0, "k": (1, (12 + 3) * 4, 4, 16), "sink": 3, "window": 9}
 
 
 def test_pool_refuses_more_cuda_workers_than_gpus():

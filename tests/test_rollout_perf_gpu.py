@@ -84,6 +84,8 @@ def test_pinned_plan_upload_equals_cpu_plans():
                         cache.write_index(2).clone(),
                         cache.chunk_positions(2).clone(),
                         cache.slot_positions.clone(),
+                        cache.chunk_unroped(2).clone(),  # relative RoPE: sink frames, keys un-roped
+                        cache.layer(0, 2).k_write_index.clone(),
                     ]
                 )
     torch.cuda.synchronize()

@@ -211,7 +211,9 @@ def test_switch_with_sink_and_gap_keeps_the_sink_and_positions(rope):
     sw = [r.latents for r in pipe.stream()]
     assert pipe.state.cache_offset == 0  # the re-cache keeps every frame in its slot
     positions = pipe.state.cache.chunk_positions(2).tolist()  # of the last chunk, frames 10, 11
-    assert positions == ([10, 11] if rope == "absolute" else [4, 5])  # relative: sink 2 + window offsets 2, 3
+    assert positions == [10, 11]  # relative RoPE too: window keys sit at their absolute frame, and
+    if rope == "relative":  # the sinks right before the window (window-relative 0, 1 | 4, 5, all + 6)
+        assert pipe.state.cache.sink_positions().tolist() == [6, 7]
     assert all(torch.equal(a, b) for a, b in zip(base[:5], sw[:5]))
     assert all(max_rel_err(a, b) > 1e-3 for a, b in zip(base[5:], sw[5:]))
 

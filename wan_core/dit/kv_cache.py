@@ -25,10 +25,17 @@ RoPE modes:
 
 - ``"absolute"`` (Self-Forcing): keys are stored roped with their absolute latent frame index;
   limited to the 1024-position RoPE table (an error names the limit past it);
-- ``"relative"``: keys are stored un-roped and roped at attention time with positions relative to the
-  window: sink frame i keeps position i, window frame f gets ``S + f - first_window_frame``, so
-  positions stay below S+W and the video length is unbounded. Until the window is full (and always
-  when S=0, since attention depends only on position differences) it equals absolute mode.
+- ``"relative"`` (unbounded length): attention sees sink frame i at position i and window frame f at
+  ``S + f - first_window_frame``, so the differences it sees stay below S+W however long the video.
+  Since attention depends only on position differences, the whole pass is placed ``delta =
+  first_window_frame - S`` further on: queries and window keys then sit at their absolute frame f, and
+  only the sinks move (sink i at ``i + delta``). So window keys are stored roped once, when written,
+  at their absolute frame (angles computed in float64 from the position: no 1024-row table), and only
+  the S sinks are roped per pass: each layer keeps an un-roped copy of its sink keys in a spare area
+  after the window and ropes it into the sink slots at ``sink_positions()`` before attending
+  (``LayerKV.rope_sinks``). Per layer and pass that is S + n frames roped (sinks + the pass's own
+  keys) instead of all S + W visible ones. Until the window is full (and always when S=0) delta is 0
+  and it equals absolute mode; a pass that writes sink frames always has delta 0.
 
 Host-side bookkeeping lives in ``plan_chunk(frame_start, n)`` (the next chunk, or a re-run of the
 last one) and ``plan_span(frame_start, n)`` (any span of frames in one pass: a re-encode of the frames
@@ -44,16 +51,18 @@ the context-parallel DiT reads the same plus ``num_heads`` and ``kv_frames``):
 
 - ``frame_tokens`` (int): tokens per latent frame; ``chunk_frames`` (int): frames of the planned pass
   (the input must have ``chunk_frames`` x ``frame_tokens`` tokens);
-- ``rope`` (str): ``"absolute"`` (keys stored roped with the queries' positions) or ``"relative"``
-  (keys stored un-roped, roped at attention time with ``visible_slot_positions()``);
-- ``chunk_positions(n)`` -> ``[n]`` long: temporal RoPE positions of the pass's frames;
-- ``visible_slot_positions()`` -> ``[kv_frames]`` long (relative mode only): the position of every
-  visible key frame, in key order;
+- ``rope`` (str): ``"absolute"`` or ``"relative"`` (above);
+- ``chunk_positions(n)`` -> ``[n]`` long: temporal RoPE positions of the pass's frames (queries, and
+  the keys as written); relative mode: absolute frame coordinates, unbounded (``WanRope.for_positions``);
+- relative mode only: ``chunk_unroped(n)`` -> ``[n]`` bool: the pass's frames whose keys are written
+  un-roped (sink frames: identity rotation), and ``sink_positions()`` -> ``[S]`` long: where the sinks
+  sit in this pass;
 - ``layer(i, n)`` -> a per-layer K/V object (``LayerKV`` or a subclass) with ``write(k, v)`` (the pass's
-  K/V ``[B, n*frame_tokens, heads, head_dim]`` into its slots, through the device tensor
-  ``write_index``) and ``visible()`` -> the keys / values ``[B, kv_tokens, heads, head_dim]`` the pass
-  attends to (its own included). The blocks get this object, never the layer index: a compiled block
-  specialised on the index recompiles per layer (see ``LayerKV``).
+  K/V ``[B, n*frame_tokens, heads, head_dim]`` into its slots, through the device tensors
+  ``k_write_index`` / ``write_index``), ``rope_sinks(cos, sin)`` (relative mode) and ``visible()`` ->
+  the keys / values ``[B, kv_tokens, heads, head_dim]`` the pass attends to (its own included). The
+  blocks get this object, never the layer index: a compiled block specialised on the index recompiles
+  per layer (see ``LayerKV``).
 
 ``write_index(n)`` / ``write(i, k, v, n)`` / ``visible(i)`` are conveniences over ``layer(i, n)`` for
 callers outside the forward pass.
@@ -64,6 +73,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from .rope import apply_rope
 
 __all__ = ["CrossAttnCache", "RollingKVCache", "LayerKV"]
 
@@ -90,18 +101,43 @@ class CrossAttnCache:
 
 class LayerKV:
     """One layer's K/V for one planned pass, as read by ``WanDiT.forward_planned``: the layer's buffers,
-    the write index and the visible length -- tensors and a length, no layer index. A compiled block
-    is then specialised only on shapes (not on the layer: with ``cache.write(i, ...)`` torch.compile
-    recompiled once per layer, hit its recompile limit after 8 layers and ran the rest eagerly)."""
+    the write indices and the visible length -- tensors and ints that are the same for every layer, no
+    layer index. A compiled block is then specialised only on shapes (not on the layer: with
+    ``cache.write(i, ...)`` torch.compile recompiled once per layer, hit its recompile limit after 8
+    layers and ran the rest eagerly).
 
-    def __init__(self, k: torch.Tensor, v: torch.Tensor, write_index: torch.Tensor, kv_tokens: int):
-        self.k, self.v = k, v  # [B, capacity_tokens, heads, head_dim]
-        self.write_index = write_index  # [n * frame_tokens]
+    Relative RoPE with sinks: the keys' buffer has a spare area at token ``unroped_sinks_at`` holding
+    the sink keys un-roped (``k_write_index`` sends the pass's sink frames there); ``rope_sinks`` ropes
+    them into the sink slots ``sink_index`` (= ``[0, sink_tokens)``) for this pass."""
+
+    def __init__(
+        self,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        write_index: torch.Tensor,
+        kv_tokens: int,
+        k_write_index: torch.Tensor | None = None,
+        sink_index: torch.Tensor | None = None,
+        unroped_sinks_at: int = 0,
+    ):
+        self.k, self.v = k, v  # [B, capacity_tokens (+ sink_tokens for k), heads, head_dim]
+        self.write_index = write_index  # [n * frame_tokens] token slots of the pass (values)
+        self.k_write_index = write_index if k_write_index is None else k_write_index  # (keys)
         self.kv_tokens = kv_tokens
+        self.sink_index = sink_index  # [sink_tokens] = arange: the sink slots, or None (no sinks)
+        self.unroped_sinks_at = unroped_sinks_at
 
     def write(self, k: torch.Tensor, v: torch.Tensor) -> None:  # [B, n*frame_tokens, heads, head_dim]
-        self.k.index_copy_(1, self.write_index, k.to(self.k.dtype))
+        self.k.index_copy_(1, self.k_write_index, k.to(self.k.dtype))
         self.v.index_copy_(1, self.write_index, v.to(self.v.dtype))
+
+    def rope_sinks(self, cos: torch.Tensor, sin: torch.Tensor) -> None:  # each [1, sink_tokens, 1, hd/2]
+        """Relative RoPE: this pass's sink keys, roped from their un-roped copy at the sink positions."""
+        if self.sink_index is not None:
+            a, st = self.unroped_sinks_at, self.sink_index.shape[0]
+            # index_copy_, not a slice copy_: inductor then keeps the attention reading the cache buffer
+            # in place (a slice copy_ made it materialise all visible keys into a new buffer per layer)
+            self.k.index_copy_(1, self.sink_index, apply_rope(self.k[:, a : a + st], cos, sin))
 
     def visible(self) -> tuple[torch.Tensor, torch.Tensor]:  # each [B, kv_tokens, heads, head_dim]
         return self.k[:, : self.kv_tokens], self.v[:, : self.kv_tokens]
@@ -133,7 +169,7 @@ class RollingKVCache:
                 f"need window_frames >= 1 and sink_frames >= 0, got {window_frames}, {sink_frames}"
             )
         if rope == "relative" and sink_frames + window_frames > max_positions:
-            raise ValueError(
+            raise ValueError(  # not a limit of the RoPE math any more (angles are exact in float64)
                 f"sink_frames + window_frames = {sink_frames + window_frames} exceeds the "
                 f"{max_positions}-position RoPE table"
             )
@@ -144,13 +180,28 @@ class RollingKVCache:
         self.dtype, self.device = dtype, torch.device(device)
         self.capacity_frames = sink_frames + window_frames
         self.capacity_tokens = self.capacity_frames * frame_tokens
+        # relative RoPE: the keys' buffer ends with an un-roped copy of the sink frames (LayerKV)
+        self.unroped_sink_frames = sink_frames if rope == "relative" else 0
         shape = (batch, self.capacity_tokens, num_heads, head_dim)
-        self.k = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(num_layers)]
+        k_shape = (
+            batch,
+            (self.capacity_frames + self.unroped_sink_frames) * frame_tokens,
+            num_heads,
+            head_dim,
+        )
+        self.k = [torch.zeros(k_shape, dtype=dtype, device=self.device) for _ in range(num_layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(num_layers)]
-        # device-side plan buffers (per chunk length n: write slots and temporal positions)
+        # device-side plan buffers (per chunk length n: write slots, temporal positions, un-roped frames)
         self._write_index: dict[int, torch.Tensor] = {}
+        self._k_write_index: dict[int, torch.Tensor] = {}
         self._chunk_positions: dict[int, torch.Tensor] = {}
+        self._chunk_unroped: dict[int, torch.Tensor] = {}
         self.slot_positions = torch.zeros(self.capacity_frames, dtype=torch.long, device=self.device)
+        self._sink_index = (
+            torch.arange(self.unroped_sink_frames * frame_tokens, device=self.device)
+            if self.unroped_sink_frames
+            else None
+        )
         self._token_offsets: torch.Tensor | None = None  # arange(frame_tokens) on the device
         self.reset()
 
@@ -169,10 +220,12 @@ class RollingKVCache:
         return frame if frame < s else s + (frame - s) % self.window_frames
 
     def _position(self, frame: int, end: int) -> int:
-        if self.rope == "absolute" or frame < self.sink_frames:
+        """RoPE position of ``frame`` in the pass ending at ``end``: absolute mode its index; relative mode
+        its index too, except a sink frame, which sits right before the window (``delta`` after its index,
+        see the module docstring)."""
+        if self.rope == "absolute" or frame >= self.sink_frames:
             return frame
-        first_window = max(self.sink_frames, end - self.window_frames)
-        return self.sink_frames + frame - first_window
+        return frame + max(0, end - self.window_frames - self.sink_frames)
 
     def plan_chunk(self, frame_start: int, n: int) -> None:
         """Book-keep the chunk of latent frames ``[frame_start, frame_start+n)`` and update the device
@@ -224,22 +277,39 @@ class RollingKVCache:
         self.kv_tokens = self.kv_frames * self.frame_tokens
 
         # one small host->device upload per plan: [n slots, n chunk positions (, capacity slot positions)];
-        # the token write index is expanded on the device (n * frame_tokens longs never cross the bus)
+        # the token write indices are expanded on the device (n * frame_tokens longs never cross the bus)
         plan = [self.slot_of(f) for f in range(frame_start, end)]
         plan += [self._position(f, end) for f in range(frame_start, end)]
         if self.rope == "relative":
             plan += [self._position(f, end) if f >= 0 else 0 for f in self.slot_frame]
         staged = self._upload(plan)
+        ft, dev = self.frame_tokens, self.device
         if n not in self._write_index:
-            self._write_index[n] = torch.empty(n * self.frame_tokens, dtype=torch.long, device=self.device)
-            self._chunk_positions[n] = torch.empty(n, dtype=torch.long, device=self.device)
+            self._write_index[n] = torch.empty(n * ft, dtype=torch.long, device=dev)
+            self._chunk_positions[n] = torch.empty(n, dtype=torch.long, device=dev)
+            if self.unroped_sink_frames:
+                self._k_write_index[n] = torch.empty(n * ft, dtype=torch.long, device=dev)
+            if self.rope == "relative":
+                self._chunk_unroped[n] = torch.empty(n, dtype=torch.bool, device=dev)
         if self._token_offsets is None:
-            self._token_offsets = torch.arange(self.frame_tokens, dtype=torch.long, device=self.device)
-        write = self._write_index[n].view(n, self.frame_tokens)
-        torch.add(self._token_offsets[None, :], staged[:n, None], alpha=self.frame_tokens, out=write)
+            self._token_offsets = torch.arange(ft, dtype=torch.long, device=dev)
+        slots = staged[:n]
+        torch.add(
+            self._token_offsets[None, :], slots[:, None], alpha=ft, out=self._write_index[n].view(n, ft)
+        )
         self._chunk_positions[n].copy_(staged[n : 2 * n])
         if self.rope == "relative":
+            unroped = self._chunk_unroped[n]
+            torch.lt(slots, self.sink_frames, out=unroped)  # sink frames: written un-roped
             self.slot_positions.copy_(staged[2 * n :])
+            if self.unroped_sink_frames:  # keys of sink frames go to the un-roped copy after the window
+                k_slots = torch.where(unroped, slots + self.capacity_frames, slots)
+                torch.add(
+                    self._token_offsets[None, :],
+                    k_slots[:, None],
+                    alpha=ft,
+                    out=self._k_write_index[n].view(n, ft),
+                )
 
     def _upload(self, values: list[int]) -> torch.Tensor:  # -> [len(values)] long on self.device
         """Host ints -> a new device tensor without a host sync: on CUDA the copy goes from pinned
@@ -257,18 +327,32 @@ class RollingKVCache:
     def chunk_positions(self, n: int) -> torch.Tensor:  # [n] temporal RoPE positions of the chunk
         return self._chunk_positions[n]
 
+    def chunk_unroped(self, n: int) -> torch.Tensor:  # [n] bool, relative mode: frames written un-roped
+        return self._chunk_unroped[n]
+
+    def sink_positions(self) -> torch.Tensor:  # [S] relative mode: where the sinks sit in this pass
+        return self.slot_positions[: self.sink_frames]
+
     def visible_slot_positions(self) -> torch.Tensor:  # [kv_frames] relative mode: position per slot
+        """The position every visible key is attended at (introspection; the forward does not read it)."""
         return self.slot_positions[: self.kv_frames]
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, n: int) -> None:
-        """Write a chunk's K/V ``[B, n*frame_tokens, heads, head_dim]`` into its slots."""
-        idx = self._write_index[n]
-        self.k[layer].index_copy_(1, idx, k.to(self.dtype))
-        self.v[layer].index_copy_(1, idx, v.to(self.dtype))
+        """Write a chunk's K/V ``[B, n*frame_tokens, heads, head_dim]`` into its slots (keys roped at
+        ``chunk_positions``; relative mode: un-roped for the ``chunk_unroped`` frames)."""
+        self.layer(layer, n).write(k, v)
 
     def layer(self, layer: int, n: int) -> LayerKV:
         """Layer ``layer``'s K/V for the planned chunk of ``n`` frames (what ``forward_planned`` uses)."""
-        return LayerKV(self.k[layer], self.v[layer], self._write_index[n], self.kv_tokens)
+        return LayerKV(
+            self.k[layer],
+            self.v[layer],
+            self._write_index[n],
+            self.kv_tokens,
+            k_write_index=self._k_write_index.get(n),
+            sink_index=self._sink_index,
+            unroped_sinks_at=self.capacity_tokens,
+        )
 
     def visible(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:  # each [B, kv_tokens, heads, hd]
         return self.k[layer][:, : self.kv_tokens], self.v[layer][:, : self.kv_tokens]
@@ -279,8 +363,11 @@ class RollingKVCache:
             *self.k,
             *self.v,
             self.slot_positions,
+            *([] if self._sink_index is None else [self._sink_index]),
             *self._write_index.values(),
+            *self._k_write_index.values(),
             *self._chunk_positions.values(),
+            *self._chunk_unroped.values(),
             *([] if self._token_offsets is None else [self._token_offsets]),
         ]
 

@@ -9,6 +9,7 @@ residual stream run in float32; Linear layers and attention run in the weights' 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,7 @@ from .config import WanDiTConfig
 from .kv_cache import CrossAttnCache, RollingKVCache
 from .rope import WanRope, apply_rope
 
-__all__ = ["WanDiT", "DualExpertDiT", "sinusoidal_embedding"]
+__all__ = ["WanDiT", "DualExpertDiT", "sinusoidal_embedding", "PassRope", "pass_rope"]
 
 
 def sinusoidal_embedding(dim: int, t: torch.Tensor) -> torch.Tensor:  # t [N] -> [N, dim] float32
@@ -29,6 +30,36 @@ def sinusoidal_embedding(dim: int, t: torch.Tensor) -> torch.Tensor:  # t [N] ->
     freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=t.device) / half)
     angles = torch.outer(t, freqs)
     return torch.cat([angles.cos(), angles.sin()], dim=1).float()
+
+
+@dataclass
+class PassRope:
+    """cos/sin of one streaming pass, each ``[1, tokens, 1, head_dim/2]`` float32, computed once per pass
+    and shared by every layer: queries (``n`` frames), the keys as written (the same, with the identity
+    rotation for frames stored un-roped) and the sinks (relative RoPE with sinks, else None)."""
+
+    cos_q: torch.Tensor
+    sin_q: torch.Tensor
+    cos_k: torch.Tensor
+    sin_k: torch.Tensor
+    cos_sink: torch.Tensor | None = None
+    sin_sink: torch.Tensor | None = None
+
+
+def pass_rope(rope: WanRope, cache, n: int, h: int, w: int) -> PassRope:
+    """The RoPE tables of a planned pass of ``n`` frames of ``h x w`` tokens from the cache's device
+    buffers (see the cache interface in ``kv_cache.py``): absolute mode from the 1024-row table, relative
+    mode at unbounded positions (``WanRope.for_positions``)."""
+    if cache.rope != "relative":
+        cos, sin = rope.for_frames(cache.chunk_positions(n), h, w)
+        return PassRope(cos, sin, cos, sin)
+    cos_q, sin_q = rope.for_positions(cache.chunk_positions(n), h, w)
+    unroped = cache.chunk_unroped(n)[:, None].expand(n, h * w).reshape(1, n * h * w, 1, 1)
+    cos_k, sin_k = cos_q.masked_fill(unroped, 1.0), sin_q.masked_fill(unroped, 0.0)
+    sinks = cache.sink_positions()
+    if sinks.shape[0] == 0:
+        return PassRope(cos_q, sin_q, cos_k, sin_k)
+    return PassRope(cos_q, sin_q, cos_k, sin_k, *rope.for_positions(sinks, h, w))
 
 
 class RMSNorm(nn.Module):
@@ -405,10 +436,16 @@ class WanDiT(nn.Module):
                 f"chunk grid {grid} does not match the cache plan ({cache.chunk_frames} frames x "
                 f"{cache.frame_tokens} tokens)"
             )
-        cos_q, sin_q = self.rope.for_frames(cache.chunk_positions(n), h, w)
-        relative = cache.rope == "relative"
-        if relative:
-            cos_k, sin_k = self.rope.for_frames(cache.visible_slot_positions(), h, w)
+        # once per pass: relative RoPE ropes each key once when written (sinks: per pass, see kv_cache.py)
+        rope = pass_rope(self.rope, cache, n, h, w)
+        cos_q, sin_q, cos_k, sin_k, cos_s, sin_s = (
+            rope.cos_q,
+            rope.sin_q,
+            rope.cos_k,
+            rope.sin_k,
+            rope.cos_sink,
+            rope.sin_sink,
+        )
         backend = self.attn_backend
 
         def attend(i):
@@ -417,10 +454,10 @@ class WanDiT(nn.Module):
 
             def fn(q, k, v):
                 q = apply_rope(q, cos_q, sin_q)
-                layer.write(k if relative else apply_rope(k, cos_q, sin_q), v)
+                layer.write(apply_rope(k, cos_k, sin_k), v)
+                if cos_s is not None:
+                    layer.rope_sinks(cos_s, sin_s)
                 kk, vv = layer.visible()
-                if relative:
-                    kk = apply_rope(kk, cos_k, sin_k)
                 return attention(q, kk.to(q.dtype), vv.to(q.dtype), backend)
 
             return fn

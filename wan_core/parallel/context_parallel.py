@@ -27,7 +27,7 @@ from torch import nn
 
 from ..attention import attention
 from ..dit.kv_cache import CrossAttnCache, RollingKVCache
-from ..dit.model import DualExpertDiT, WanDiT
+from ..dit.model import DualExpertDiT, WanDiT, pass_rope
 from ..dit.rope import apply_rope
 from .group import ParallelContext
 from .ring import ring_attention
@@ -202,32 +202,31 @@ class ContextParallelDiT(nn.Module):
         tokens, grid = m.embed_video(x_chunk, y)
         n, h, w = grid
         self._check_cache(cache, h * w, n)
-        cos_q, sin_q = m.rope.for_frames(cache.chunk_positions(n), h, w)  # [1, n * ft, 1, hd/2]
-        relative = cache.rope == "relative"
+        # once per pass (see WanDiT.forward_planned): queries, keys as written, relative-RoPE sinks
+        rope = pass_rope(m.rope, cache, n, h, w)  # each [1, frames * ft, 1, hd/2]
+        cos_q, sin_q, cos_k, sin_k = rope.cos_q, rope.sin_q, rope.cos_k, rope.sin_k
+        cos_s, sin_s = rope.cos_sink, rope.sin_sink
         ctx, backend = self.ctx, m.attn_backend
-        if self.mode == "ring":
+        if self.mode == "ring":  # this rank's slice of every frame: queries, keys and sinks alike
             shard = self._shard(h * w)
-            cos_q, sin_q = shard.take(cos_q, n), shard.take(sin_q, n)
-            if relative:  # keys roped by slot position, each rank for its own slice of every frame
-                kv_frames = cache.kv_frames
-                cos_k, sin_k = m.rope.for_frames(cache.visible_slot_positions(), h, w)
-                cos_k, sin_k = shard.take(cos_k, kv_frames), shard.take(sin_k, kv_frames)
+            cos_q, sin_q, cos_k, sin_k = (shard.take(c, n) for c in (cos_q, sin_q, cos_k, sin_k))
+            if cos_s is not None:
+                sinks = cache.sink_positions().shape[0]
+                cos_s, sin_s = shard.take(cos_s, sinks), shard.take(sin_s, sinks)
 
             def attend(i):
                 layer = cache.layer(i, n)  # per-layer tensors, no layer index, reach the block (LayerKV)
 
                 def fn(q, k, v):  # [B, n * ft_local, H, hd]
                     q = apply_rope(q, cos_q, sin_q)
-                    layer.write(k if relative else apply_rope(k, cos_q, sin_q), v)
+                    layer.write(apply_rope(k, cos_k, sin_k), v)
+                    if cos_s is not None:
+                        layer.rope_sinks(cos_s, sin_s)
                     kk, vv = layer.visible()  # this rank's slice of every visible frame
-                    if relative:
-                        kk = apply_rope(kk, cos_k, sin_k)
                     return ring_attention(q, kk, vv, ctx)
 
                 return fn
         else:
-            if relative:
-                cos_k, sin_k = m.rope.for_frames(cache.visible_slot_positions(), h, w)
 
             def attend(i):
                 layer = cache.layer(i, n)  # per-layer tensors, no layer index, reach the block (LayerKV)
@@ -235,10 +234,10 @@ class ContextParallelDiT(nn.Module):
                 def fn(q, k, v):
                     q, k, v = qkv_tokens_to_heads(q, k, v, ctx, n)  # [B, n * ft, H/N, hd]
                     q = apply_rope(q, cos_q, sin_q)
-                    layer.write(k if relative else apply_rope(k, cos_q, sin_q), v)
+                    layer.write(apply_rope(k, cos_k, sin_k), v)
+                    if cos_s is not None:
+                        layer.rope_sinks(cos_s, sin_s)
                     kk, vv = layer.visible()  # every visible token, this rank's heads
-                    if relative:
-                        kk = apply_rope(kk, cos_k, sin_k)
                     out = attention(q, kk.to(q.dtype), vv.to(q.dtype), backend)
                     return heads_to_tokens(out, ctx, n)
 

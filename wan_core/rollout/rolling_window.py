@@ -18,10 +18,12 @@ n frames per chunk:
   attends to itself and the previous clean frames: the anchor (at position 0) and every frame before it
   while the video is at most 21 frames long, else the 21 frames ending with the chunk (no anchor).
 
-The cache holds only clean K/V: the window's noisy K/V go to a scratch area that is never kept. Keys
-are stored un-roped and roped per pass (``rope = "relative"`` interface of ``WanDiT.forward_planned``)
-with the positions above, shifted so the smallest is 0 (attention depends only on position
-differences), so the video length is unbounded. Memory: anchor n + 21 history + R*n scratch frames.
+The cache holds only clean K/V: the window's noisy K/V go to a scratch area that is never kept. RoPE
+follows the ``rope = "relative"`` interface of ``WanDiT.forward_planned``: every frame but the anchor
+is attended at its absolute frame, so its keys are stored roped once, when written (float64 angles:
+the video length is unbounded); the anchor moves from pass to pass, so its keys are kept un-roped in a
+spare area and roped per pass into the anchor slots at that pass's anchor positions. Memory: anchor n +
+21 history + R*n scratch frames (+ n un-roped anchor frames of keys).
 
 Difference from RF's code: for videos shorter than R chunks, RF restarts the last chunk from noise in
 every ramp-up window; here every chunk follows the same staggered schedule.
@@ -47,9 +49,14 @@ class GatheredLayerKV(LayerKV):
     device index (anchor, history and scratch slots in attention order), not a slot prefix."""
 
     def __init__(
-        self, k: torch.Tensor, v: torch.Tensor, write_index: torch.Tensor, visible_index: torch.Tensor
+        self,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        write_index: torch.Tensor,
+        visible_index: torch.Tensor,
+        **sinks,  # k_write_index, sink_index, unroped_sinks_at (see LayerKV)
     ):
-        super().__init__(k, v, write_index, visible_index.shape[0])
+        super().__init__(k, v, write_index, visible_index.shape[0], **sinks)
         self.visible_index = visible_index  # [kv_tokens] token slots, in key order
 
     def visible(self) -> tuple[torch.Tensor, torch.Tensor]:  # each [B, kv_tokens, heads, head_dim]
@@ -61,9 +68,9 @@ class RollingWindowCache:
 
     Implements the cache interface ``WanDiT.forward_planned`` reads (``rope == "relative"``; see
     ``wan_core/dit/kv_cache.py``) without subclassing ``RollingKVCache``: write slots and query
-    positions of the pass (``write_index`` / ``chunk_positions``), the per-layer K/V objects
-    (``layer(i, n)``: a ``GatheredLayerKV``, the visible keys gathered in order with a device index)
-    and the keys' positions (``visible_slot_positions``)."""
+    positions of the pass (``write_index`` / ``chunk_positions``), the anchor as the sinks
+    (``chunk_unroped``, ``sink_positions``) and the per-layer K/V objects (``layer(i, n)``: a
+    ``GatheredLayerKV``, the visible keys gathered in order with a device index)."""
 
     rope = "relative"
 
@@ -96,9 +103,11 @@ class RollingWindowCache:
         self.capacity_tokens = self.capacity_frames * frame_tokens
         self.dtype, self.device = dtype, torch.device(device)
         shape = (batch, self.capacity_tokens, num_heads, head_dim)
-        self.k = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(num_layers)]
+        k_shape = (batch, self.capacity_tokens + self.anchor_frames * frame_tokens, num_heads, head_dim)
+        self.k = [torch.zeros(k_shape, dtype=dtype, device=self.device) for _ in range(num_layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(num_layers)]
         self._buffers: dict[tuple[str, int], torch.Tensor] = {}
+        self._anchor_index = torch.arange(self.anchor_frames * frame_tokens, device=self.device)
         self.reset()
 
     def reset(self) -> None:
@@ -106,17 +115,18 @@ class RollingWindowCache:
         self.chunk_frames = 0
         self.kv_frames = 0
         self.kv_tokens = 0
+        self.slot_position: dict[int, int] = {}  # slot -> the position its keys were roped at (host)
 
     def slot_of(self, frame: int) -> int:
         a = self.anchor_frames
         return frame if frame < a else a + (frame - a) % self.history_frames
 
-    def _buffer(self, name: str, values: list[int]) -> torch.Tensor:
+    def _buffer(self, name: str, values: list, dtype: torch.dtype = torch.long) -> torch.Tensor:
         key = (name, len(values))
         if key not in self._buffers:
-            self._buffers[key] = torch.empty(len(values), dtype=torch.long, device=self.device)
+            self._buffers[key] = torch.empty(len(values), dtype=dtype, device=self.device)
         buf = self._buffers[key]
-        buf.copy_(torch.tensor(values, dtype=torch.long))
+        buf.copy_(torch.tensor(values, dtype=dtype))
         return buf
 
     def _tokens(self, slots: list[int]) -> list[int]:
@@ -131,30 +141,57 @@ class RollingWindowCache:
         key_positions: list[int],
     ) -> None:
         """One pass: its frames go to ``query_slots`` and are roped at ``query_positions``; they attend to
-        the frames in ``key_slots`` (at ``key_positions``) and to themselves."""
-        shift = min(query_positions + key_positions)
+        the frames in ``key_slots`` (at ``key_positions``) and to themselves. Keys are stored roped at the
+        position they are written with; only the anchor (slots ``[0, anchor_frames)``) may be attended
+        elsewhere (a cached frame at another position raises)."""
+        a = self.anchor_frames
+        for slot, p in zip(key_slots, key_positions):
+            if slot >= a and self.slot_position.get(slot) != p:
+                raise ValueError(
+                    f"slot {slot} holds keys roped at position {self.slot_position.get(slot)}, "
+                    f"the pass attends to it at {p}: only the anchor moves"
+                )
+        anchor_pos = [0] * a  # positions of the anchor in this pass (0 where it is not attended)
+        for slot, p in zip(key_slots + query_slots, key_positions + query_positions):
+            if slot < a:
+                anchor_pos[slot] = p
+        self.slot_position.update(zip(query_slots, query_positions))
         self.chunk_frames = len(query_slots)
         self.kv_frames = len(key_slots) + len(query_slots)
         self.kv_tokens = self.kv_frames * self.frame_tokens
+        k_slots = [s + self.capacity_frames if s < a else s for s in query_slots]  # anchor keys un-roped
         self._write = self._buffer("write", self._tokens(query_slots))
+        self._k_write = self._buffer("kwrite", self._tokens(k_slots))
         self._visible = self._buffer("visible", self._tokens(key_slots + query_slots))
-        self._chunk_pos = self._buffer("qpos", [p - shift for p in query_positions])
-        self._key_pos = self._buffer("kpos", [p - shift for p in key_positions + query_positions])
+        self._chunk_pos = self._buffer("qpos", list(query_positions))
+        self._unroped = self._buffer("unroped", [s < a for s in query_slots], torch.bool)
+        self._anchor_pos = self._buffer("anchor", anchor_pos)
 
     # -- read by WanDiT.forward_planned ---------------------------------------------------------------
     def write_index(self, n: int) -> torch.Tensor:
         return self._write
 
-    def chunk_positions(self, n: int) -> torch.Tensor:  # [n]
+    def chunk_positions(self, n: int) -> torch.Tensor:  # [n] absolute frames
         return self._chunk_pos
 
-    def visible_slot_positions(self) -> torch.Tensor:  # [kv_frames]
-        return self._key_pos
+    def chunk_unroped(self, n: int) -> torch.Tensor:  # [n] bool: anchor frames (written un-roped)
+        return self._unroped
+
+    def sink_positions(self) -> torch.Tensor:  # [anchor_frames] the anchor's positions in this pass
+        return self._anchor_pos
 
     def layer(self, layer: int, n: int) -> GatheredLayerKV:
         """Layer ``layer``'s K/V for the planned pass: tensors only, no layer index (torch.compile would
         specialise a compiled block on the index and recompile per layer, see ``LayerKV``)."""
-        return GatheredLayerKV(self.k[layer], self.v[layer], self._write, self._visible)
+        return GatheredLayerKV(
+            self.k[layer],
+            self.v[layer],
+            self._write,
+            self._visible,
+            k_write_index=self._k_write,
+            sink_index=self._anchor_index,
+            unroped_sinks_at=self.capacity_tokens,
+        )
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, n: int) -> None:
         self.layer(layer, n).write(k, v)
@@ -163,7 +200,7 @@ class RollingWindowCache:
         return self.layer(layer, self.chunk_frames).visible()
 
     def tensors(self) -> list[torch.Tensor]:
-        return [*self.k, *self.v, *self._buffers.values()]
+        return [*self.k, *self.v, self._anchor_index, *self._buffers.values()]
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.tensors())
