@@ -7,7 +7,8 @@
 #   checks   GPU-only tests (CUDA graphs, no host sync, compile, fp8, decode overlap) + the rollout check
 #   main     the benchmark: 1.3B 480x832, reference vs ours, both decoders (~4 min)
 #   levers   A/B runs of ours, one lever off (or on) at a time, DiT only
-#   e2e      the product path end to end: decode overlapped on a side stream vs inline, both decoders
+#   e2e      the product path end to end: decode overlapped on a side stream vs inline, both decoders;
+#            an endless stream (relative RoPE, sinks) against absolute RoPE of the same geometry
 #   fp8      FP8 linear micro-benchmark + the rollout with FP8 linears and its end-to-end error
 #   models   14B and TI2V-5B time per chunk and memory
 #
@@ -55,7 +56,11 @@ levers)
     step 120 $py bench/bench_ar.py "${common[@]}" --no-compile --no-cuda-graphs --json "$out/eager.json"
     ;;
 e2e)
-    step 400 $py bench/bench_ar.py --model 1.3b --paths ours --decoder both --overlap-decode --no-context-pass-last --json "$out/overlap.json"
+    step 300 $py bench/bench_ar.py --model 1.3b --paths ours --decoder both --overlap-decode --no-context-pass-last --json "$out/overlap.json"
+    # endless stream: relative RoPE with 3 sink + 18 window frames, full from chunk 7; absolute as the A/B
+    endless=(--model 1.3b --decoder none --paths ours --chunks 14 --window 18 --sink 3 --repeats 2)
+    step 120 $py bench/bench_ar.py "${endless[@]}" --rope relative --json "$out/endless_rel.json"
+    step 120 $py bench/bench_ar.py "${endless[@]}" --rope absolute --json "$out/endless_abs.json"
     ;;
 fp8)
     # speed of FP8 linears (compiled, graphs), then the end-to-end error against an fp32 reference:
