@@ -271,6 +271,83 @@ class _VAEEncoderOnDevice:
         return self.model.encode_chunk(frames.to(self.device, self.dtype), cache).float()
 
 
+def _previews_in_background(pipe) -> bool:
+    """Send previews from a writer thread when the pipeline decodes on a side stream (CUDA)."""
+    return bool(pipe.overlap_decode)
+
+
+def _to_host_async(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as float32 on the CPU; on CUDA a non-blocking copy into pinned memory (read it only after
+    the stream is synchronized)."""
+    if t.device.type != "cuda":
+        return t.float().cpu()
+    host = torch.empty(t.shape, dtype=torch.float32, pin_memory=True)
+    host.copy_(t.float(), non_blocking=True)
+    return host
+
+
+def _check_preview_channels(vae: LoadedVAE, latent_channels: int) -> None:
+    if vae.latent_channels != latent_channels:
+        raise ValueError(
+            f"Streaming AR Sampler: preview_vae {vae.path} decodes {vae.latent_channels}-channel latents, but "
+            f"this DiT makes {latent_channels}-channel latents: use the VAE / TAEHV of this model family "
+            "(Wan 2.1 latents: 16 channels; Wan2.2 TI2V 5B: 48)."
+        )
+
+
+class _PreviewDecoder:
+    """A LoadedVAE (TAEHV or Wan VAE) as the pipeline's stream-decoder factory: latents are moved to the
+    VAE's device and dtype; frames ``[B, 3, f, H, W]`` in [-1, 1]."""
+
+    def __init__(self, vae: LoadedVAE):
+        from wan_core.rollout.decoders import as_stream_decoder_factory
+
+        self.vae = vae
+        self.factory = as_stream_decoder_factory(vae.model)
+
+    def stream_decoder(self):
+        return _PreviewStream(self.factory.stream_decoder(), self.vae.device, self.vae.dtype)
+
+
+class _PreviewStream:
+    def __init__(self, inner, device: torch.device, dtype: torch.dtype):
+        self.inner, self.device, self.dtype = inner, device, dtype
+
+    @torch.no_grad()
+    def decode_chunk(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.inner.decode_chunk(latents.to(self.device, self.dtype))
+
+
+class _PreviewSender:
+    """Receives each chunk's frames as uint8 ``[f, H, W, 3]`` (the ``BackgroundFrameWriter`` writer
+    protocol), in chunk order, and sends them to the browser as that chunk's preview."""
+
+    def __init__(self, reporter, fps: float):
+        self.reporter, self.fps, self.chunks_sent = reporter, fps, 0
+
+    def write(self, frames) -> None:  # frames: numpy uint8 [f, H, W, 3]
+        self.reporter.chunk_frames(self.chunks_sent, torch.from_numpy(frames).float() / 255.0, fps=self.fps)
+        self.chunks_sent += 1
+
+
+class _InlinePreview:
+    """``BackgroundFrameWriter``'s interface without a thread: each chunk is sent when submitted."""
+
+    def __init__(self, sender: _PreviewSender):
+        self.sender = sender
+
+    def submit(self, chunk) -> None:
+        from wan_core.rollout.video_io import to_uint8_frames
+
+        self.sender.write(to_uint8_frames(chunk.host_frames()))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
 class _ChunkDecoder:
     """Streaming decode of consecutive normalized latent chunks with a TAEHV or a Wan VAE (the causal
     state is carried between chunks, so memory stays flat)."""
@@ -337,6 +414,7 @@ def sample(
 
     ``gpus`` > 1: the rollout runs on that many local worker processes (``multi_gpu``), splitting the
     DiT's tokens (``context_parallel``: "ulysses" | "ring"); the preview is decoded here."""
+    from wan_core.rollout.frame_writer import BackgroundFrameWriter
     from wan_core.rollout.pipeline import StreamingPipeline
     from wan_core.rollout.presets import get_preset
     from wan_core.vae.latent_norm import to_raw
@@ -376,6 +454,21 @@ def sample(
         model = DualExpertDiT(dit.model, dit_low_noise.model, p.boundary)
 
     image = cond.image
+    if preview_vae is not None:
+        _check_preview_channels(preview_vae, model.config.out_dim)
+    vae_encoder = _VAEEncoderOnDevice(image.vae) if image is not None else None
+    if p.kv_recompute_frames and p.kv_recompute_anchor == "reencode":
+        if preview_vae is not None and not preview_vae.is_taehv:
+            vae_encoder = _VAEEncoderOnDevice(preview_vae)  # Krea re-encodes a decoded frame: full VAE
+        else:
+            log.warning(
+                "Streaming AR Sampler: %s re-encodes a decoded frame as each chunk's first context latent, "
+                "which needs the full Wan VAE; without it (preview_vae empty or a TAEHV) the first latent "
+                "frame is kept as the anchor instead (Krea's keep_first_frame). Connect the Wan VAE to "
+                "preview_vae for the reference behaviour.",
+                p.name,
+            )
+            p = p.with_overrides(kv_recompute_anchor="first_frame")
     prompt_id, node_id = rt.executing_ids()
     progress_box: dict = {}
 
@@ -388,7 +481,8 @@ def sample(
     pipe = StreamingPipeline(
         model,
         p,
-        vae=_VAEEncoderOnDevice(image.vae) if image is not None else None,
+        vae=vae_encoder,
+        decoder=_PreviewDecoder(preview_vae) if preview_vae is not None else None,
         clip_vision=(lambda _img: clip_features.to(dit.device)) if clip_features is not None else None,
         cuda_graphs=dit.options.cuda_graphs,
         compile=dit.options.compile,
@@ -420,17 +514,25 @@ def sample(
         pipe.switch_prompt(switches[c], c)
     steps_per_chunk = pipe.total_steps // num_chunks
     progress_box["reporter"] = reporter = rt.StepProgress(num_chunks, steps_per_chunk, node_id, prompt_id)
-    decoder = _ChunkDecoder(preview_vae) if preview_vae is not None else None
 
+    # No host sync per chunk on CUDA: latents go to pinned memory asynchronously (one sync at the end);
+    # the preview (decoded by the pipeline, on a side stream when overlap_decode is on) is turned into
+    # JPEGs and sent on a writer thread, so the GPU goes on with the next chunk meanwhile. Without a
+    # side stream (CPU) each chunk's preview is sent before the next chunk starts.
+    sender = _PreviewSender(reporter, fps=float(p.fps))
+    background = preview_vae is not None and _previews_in_background(pipe)
     latents = []
     try:
-        for i in range(num_chunks):
-            result = pipe.generate(i)  # [1, C, n, h, w] normalized
-            latents.append(result.latents.float().cpu())
-            if decoder is not None:
-                reporter.chunk_frames(i, decoder(result.latents), fps=float(p.fps))
-            rt.check_interrupt()
-            pipe.finalize(i)
+        with BackgroundFrameWriter(sender) if background else _InlinePreview(sender) as previews:
+            for i in range(num_chunks):
+                result = pipe.generate(i)  # [1, C, n, h, w] normalized
+                latents.append(_to_host_async(result.latents))
+                if preview_vae is not None:
+                    previews.submit(result)
+                rt.check_interrupt()
+                pipe.finalize(i)
+        if dit.device.type == "cuda":
+            torch.cuda.current_stream(dit.device).synchronize()  # the async latent copies are done
     finally:
         pipe.release()  # the KV cache goes now, also when the job is interrupted or fails
     del pipe
