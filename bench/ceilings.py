@@ -61,7 +61,7 @@ def fp8_scaled_mm_rate(device, n: int, iters: int = 20, fast_accum: bool = False
             warmup=3,
             iters=iters,
         )
-    except (RuntimeError, TypeError) as e:
+    except (RuntimeError, TypeError, ValueError) as e:
         return None, f"torch._scaled_mm failed: {e}"
     return 2 * n**3 / (ms * 1e-3), "ok"
 
