@@ -79,7 +79,7 @@ class DecodedFrames:
     def device(self) -> torch.Tensor:
         """The frames on the decoder's device, usable on the current stream: that stream waits for the
         decode (on the device; the host does not block) and the frames are recorded as used by it."""
-        if self._decoded is not None:
+        if self._decoded is not None and self._frames.is_cuda:  # a CPU decoder's frames are ready
             stream = torch.cuda.current_stream(self._frames.device)
             stream.wait_event(self._decoded)
             self._frames.record_stream(stream)
