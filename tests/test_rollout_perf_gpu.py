@@ -110,3 +110,21 @@ def test_fused_qkv_on_cuda_agrees():
     err = max_rel_err(fused, plain)
     print(f"\nfused QKV + CUDA graphs vs plain eager (bf16): max rel err {err:.2e}")
     assert err < BF16_TOL
+
+
+def test_rolling_forcing_plans_without_a_host_sync():
+    """Rolling Forcing's per-pass plan (slots, positions, timesteps) goes up in one pinned non-blocking
+    copy and is expanded on the device: no host sync while windows run (they are not graphed)."""
+    pipe = StreamingPipeline(_model(), get_preset("rolling-forcing-1.3b"), cuda_graphs=False, compile=False)
+    with torch.no_grad():
+        pipe.initialize_cache(_ctx(), height=64, width=96, num_chunks=8, seed=3)
+        pipe.generate(0)  # lazy initialisation outside the check
+        pipe.finalize(0)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for i in (1, 2, 3):
+                pipe.generate(i)
+                pipe.finalize(i)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)

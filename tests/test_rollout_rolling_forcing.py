@@ -129,3 +129,28 @@ def test_rolling_forcing_rejects_partial_chunks_and_switches():
         pipe.initialize_cache(ctx, height=H, width=W, num_frames=17)  # 5 latent frames
     with pytest.raises(ValueError, match="prompt switches"):
         pipe.initialize_cache(ctx, height=H, width=W, num_chunks=3, prompt_switches={1: ctx})
+
+
+def test_each_pass_plan_is_one_upload_expanded_on_the_device(monkeypatch):
+    """One host->device upload per planned pass (pinned and non-blocking on CUDA: no host sync), the
+    token indices expanded on the device into buffers that keep their addresses."""
+    from wan_core.rollout import rolling_window
+
+    calls = []
+    real = rolling_window.upload_to_device
+    monkeypatch.setattr(
+        rolling_window, "upload_to_device", lambda *a, **k: calls.append(a[0]) or real(*a, **k)
+    )
+    c = rolling_window.RollingWindowCache(1, 1, 4, 1, 8, block_frames=3, window_blocks=5)
+    c.plan([c.scratch_start + j for j in range(6)], list(range(3, 9)), [0, 1, 2], [0, 1, 2])
+    first = (c.write_index(6).data_ptr(), c.layer(0, 6).visible_index.data_ptr())
+    assert len(calls) == 1
+    assert c.write_index(6).tolist() == [
+        s * 4 + j for s in range(c.scratch_start, c.scratch_start + 6) for j in range(4)
+    ]
+    assert c.layer(0, 6).visible_index.tolist() == [
+        s * 4 + j for s in [0, 1, 2, *range(c.scratch_start, c.scratch_start + 6)] for j in range(4)
+    ]
+    assert c.chunk_positions(6).tolist() == list(range(3, 9)) and c.sink_positions().tolist() == [0, 1, 2]
+    c.plan([c.scratch_start + j for j in range(6)], list(range(3, 9)), [0, 1, 2], [0, 1, 2])
+    assert len(calls) == 2 and (c.write_index(6).data_ptr(), c.layer(0, 6).visible_index.data_ptr()) == first

@@ -76,7 +76,18 @@ import torch
 
 from .rope import apply_rope
 
-__all__ = ["CrossAttnCache", "RollingKVCache", "LayerKV"]
+__all__ = ["CrossAttnCache", "RollingKVCache", "LayerKV", "upload_to_device"]
+
+
+def upload_to_device(values: list, device: torch.device, dtype: torch.dtype = torch.long) -> torch.Tensor:
+    """Host numbers -> a new ``[len(values)]`` tensor on ``device`` without a host sync: on CUDA the copy
+    goes from pinned memory with ``non_blocking=True`` (a copy from pageable memory blocks the host until
+    the GPU has caught up); PyTorch's pinned-memory cache keeps the staging block alive until the copy
+    has run."""
+    host = torch.tensor(values, dtype=dtype)
+    if torch.device(device).type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
 
 
 @dataclass
@@ -312,13 +323,7 @@ class RollingKVCache:
                 )
 
     def _upload(self, values: list[int]) -> torch.Tensor:  # -> [len(values)] long on self.device
-        """Host ints -> a new device tensor without a host sync: on CUDA the copy goes from pinned
-        memory with ``non_blocking=True`` (a pageable copy would block the host until the GPU caught up);
-        PyTorch's pinned-memory cache keeps the staging block alive until the copy has run."""
-        host = torch.tensor(values, dtype=torch.long)
-        if self.device.type != "cuda":
-            return host.to(self.device)
-        return host.pin_memory().to(self.device, non_blocking=True)
+        return upload_to_device(values, self.device)
 
     # -- device-side views used by the forward ----------------------------------------------------
     def write_index(self, n: int) -> torch.Tensor:  # [n * frame_tokens] token slots of the chunk

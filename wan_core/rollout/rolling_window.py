@@ -35,7 +35,7 @@ from collections.abc import Callable
 
 import torch
 
-from wan_core.dit.kv_cache import LayerKV
+from wan_core.dit.kv_cache import LayerKV, upload_to_device
 
 from .schedulers import flow_to_x0, renoise
 
@@ -108,6 +108,7 @@ class RollingWindowCache:
         self.v = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(num_layers)]
         self._buffers: dict[tuple[str, int], torch.Tensor] = {}
         self._anchor_index = torch.arange(self.anchor_frames * frame_tokens, device=self.device)
+        self._token_offsets = torch.arange(frame_tokens, device=self.device)
         self.reset()
 
     def reset(self) -> None:
@@ -121,17 +122,19 @@ class RollingWindowCache:
         a = self.anchor_frames
         return frame if frame < a else a + (frame - a) % self.history_frames
 
-    def _buffer(self, name: str, values: list, dtype: torch.dtype = torch.long) -> torch.Tensor:
-        key = (name, len(values))
+    def _buffer(self, name: str, size: int, dtype: torch.dtype = torch.long) -> torch.Tensor:
+        """A persistent device buffer per (name, size): the plan's tensors keep their addresses."""
+        key = (name, size)
         if key not in self._buffers:
-            self._buffers[key] = torch.empty(len(values), dtype=dtype, device=self.device)
-        buf = self._buffers[key]
-        buf.copy_(torch.tensor(values, dtype=dtype))
-        return buf
+            self._buffers[key] = torch.empty(size, dtype=dtype, device=self.device)
+        return self._buffers[key]
 
-    def _tokens(self, slots: list[int]) -> list[int]:
+    def _tokens(self, name: str, slots: torch.Tensor) -> torch.Tensor:  # [len(slots) * frame_tokens]
+        """The token indices of frame ``slots`` (a device tensor), expanded on the device."""
         ft = self.frame_tokens
-        return [s * ft + j for s in slots for j in range(ft)]
+        out = self._buffer(name, slots.shape[0] * ft)
+        torch.add(self._token_offsets[None, :], slots[:, None], alpha=ft, out=out.view(-1, ft))
+        return out
 
     def plan(
         self,
@@ -160,12 +163,21 @@ class RollingWindowCache:
         self.kv_frames = len(key_slots) + len(query_slots)
         self.kv_tokens = self.kv_frames * self.frame_tokens
         k_slots = [s + self.capacity_frames if s < a else s for s in query_slots]  # anchor keys un-roped
-        self._write = self._buffer("write", self._tokens(query_slots))
-        self._k_write = self._buffer("kwrite", self._tokens(k_slots))
-        self._visible = self._buffer("visible", self._tokens(key_slots + query_slots))
-        self._chunk_pos = self._buffer("qpos", list(query_positions))
-        self._unroped = self._buffer("unroped", [s < a for s in query_slots], torch.bool)
-        self._anchor_pos = self._buffer("anchor", anchor_pos)
+        # one small upload per pass (no host sync on CUDA); token indices are expanded on the device
+        q, kv = len(query_slots), len(key_slots) + len(query_slots)
+        plan = [*query_slots, *k_slots, *key_slots, *query_slots, *query_positions]
+        plan += [int(s < a) for s in query_slots] + anchor_pos
+        staged = upload_to_device(plan, self.device)
+        self._write = self._tokens("write", staged[:q])
+        self._k_write = self._tokens("kwrite", staged[q : 2 * q])
+        self._visible = self._tokens("visible", staged[2 * q : 2 * q + kv])
+        rest = staged[2 * q + kv :]
+        self._chunk_pos = self._buffer("qpos", q)
+        self._chunk_pos.copy_(rest[:q])
+        self._unroped = self._buffer("unroped", q, torch.bool)
+        self._unroped.copy_(rest[q : 2 * q] != 0)
+        self._anchor_pos = self._buffer("anchor", a)
+        self._anchor_pos.copy_(rest[2 * q :])
 
     # -- read by WanDiT.forward_planned ---------------------------------------------------------------
     def write_index(self, n: int) -> torch.Tensor:
@@ -200,7 +212,7 @@ class RollingWindowCache:
         return self.layer(layer, self.chunk_frames).visible()
 
     def tensors(self) -> list[torch.Tensor]:
-        return [*self.k, *self.v, self._anchor_index, *self._buffers.values()]
+        return [*self.k, *self.v, self._anchor_index, self._token_offsets, *self._buffers.values()]
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.tensors())
@@ -257,7 +269,7 @@ class RollingForcingSampler:
             xs.append(self.in_flight[b][0])
             ts.append(self.timesteps[w - b])
         x = torch.cat(xs, dim=2)  # [B, C, q, h, w]
-        t = torch.tensor(ts, device=x.device).repeat_interleave(n)[None].expand(x.shape[0], -1)
+        t = upload_to_device(ts, x.device, torch.float32).repeat_interleave(n)[None].expand(x.shape[0], -1)
         s, q = chunks[0] * n, len(chunks) * n
         c = self.cache
         query_slots = list(range(c.scratch_start, c.scratch_start + q))
