@@ -38,14 +38,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from bench.flops import SHAPES, DiTShape  # noqa: E402
 from bench.timing import median_ms  # noqa: E402
-
-E4M3_MAX = 448.0
-
-
-def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x [M, K]`` -> (e4m3 ``[M, K]``, fp32 scale ``[M, 1]``) with ``x ~= q * scale`` per row."""
-    scale = x.abs().amax(dim=-1, keepdim=True).float().clamp_min(1e-12) / E4M3_MAX
-    return (x.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn), scale
+from wan_core.fp8_linear import E4M3_MAX, quantize_rows  # noqa: E402  (the product's quantisation)
 
 
 def block_linears(shape: DiTShape) -> list[tuple[str, int, int, int]]:

@@ -286,12 +286,13 @@ def _to_host_async(t: torch.Tensor) -> torch.Tensor:
     return host
 
 
-def _check_preview_channels(vae: LoadedVAE, latent_channels: int) -> None:
+def _check_latent_channels(vae: LoadedVAE, latent_channels: int, source: str, prefix: str = "") -> None:
+    """``source`` says where the latents come from ("this DiT makes" / "these are")."""
     if vae.latent_channels != latent_channels:
         raise ValueError(
-            f"Streaming AR Sampler: preview_vae {vae.path} decodes {vae.latent_channels}-channel latents, but "
-            f"this DiT makes {latent_channels}-channel latents: use the VAE / TAEHV of this model family "
-            "(Wan 2.1 latents: 16 channels; Wan2.2 TI2V 5B: 48)."
+            f"{prefix}{vae.path} decodes {vae.latent_channels}-channel latents, but {source} "
+            f"{latent_channels}-channel latents: use the VAE / TAEHV of this model family (Wan 2.1 "
+            "latents: 16 channels; Wan2.2 TI2V 5B: 48)."
         )
 
 
@@ -360,12 +361,7 @@ class _ChunkDecoder:
     @torch.no_grad()
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         """``[1, C, n, h, w]`` normalized -> frames ``[f, H, W, 3]`` in [0, 1] (float32, CPU)."""
-        if latents.shape[1] != self.vae.latent_channels:
-            raise ValueError(
-                f"{self.vae.path} decodes {self.vae.latent_channels}-channel latents, but these have "
-                f"{latents.shape[1]} channels: use the VAE / TAEHV of this model family "
-                "(Wan 2.1 latents: 16 channels; Wan2.2 TI2V 5B: 48)."
-            )
+        _check_latent_channels(self.vae, latents.shape[1], "these are")
         z = latents.to(device=self.vae.device, dtype=self.vae.dtype)
         frames = self.vae.model.decode_chunk(z, self.state)  # [1, 3, f, H, W] in [-1, 1]
         return ((frames[0].float().clamp(-1, 1) + 1.0) * 0.5).permute(1, 2, 3, 0).cpu()
@@ -455,7 +451,9 @@ def sample(
 
     image = cond.image
     if preview_vae is not None:
-        _check_preview_channels(preview_vae, model.config.out_dim)
+        _check_latent_channels(
+            preview_vae, model.config.out_dim, "this DiT makes", prefix="Streaming AR Sampler: preview_vae "
+        )
     vae_encoder = _VAEEncoderOnDevice(image.vae) if image is not None else None
     if p.kv_recompute_frames and p.kv_recompute_anchor == "reencode":
         if preview_vae is not None and not preview_vae.is_taehv:

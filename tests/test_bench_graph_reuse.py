@@ -7,6 +7,8 @@ import torch
 
 pytest.importorskip("wan_core.rollout.pipeline")
 
+from cpu_stand_ins import CpuCapturer  # noqa: E402
+
 from bench import bench_ar  # noqa: E402
 from bench.random_weights import build_random  # noqa: E402
 from bench.rollout_timing import run_rollout  # noqa: E402
@@ -16,18 +18,6 @@ from wan_core.rollout.graphs import ChunkForward  # noqa: E402
 
 CHUNKS = 3
 ARGS = ["--tiny", "--device", "cpu", "--height", "32", "--width", "32", "--chunks", str(CHUNKS)]
-
-
-class CpuCapturer:
-    def new_pool(self):
-        return object()
-
-    def __call__(self, fn, pool):
-        out = fn()
-        return (lambda: out.copy_(fn())), out
-
-    def on_failure(self):
-        pass
 
 
 def test_timed_rollouts_replay_the_warm_up_graphs_on_the_same_cache():

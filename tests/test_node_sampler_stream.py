@@ -9,9 +9,9 @@ import logging
 import numpy as np
 import pytest
 import torch
+from cpu_stand_ins import comfy_runtime_outside
 from tiny_models import TEXT_DIM, make_tiny_models
 
-from nodes import comfy_runtime as rt
 from nodes import core_bridge
 from nodes.payloads import PromptSegment, StreamConditioning
 
@@ -36,12 +36,7 @@ class _Recorder:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     mp = pytest.MonkeyPatch()
-    mp.setattr(rt, "torch_device", lambda: torch.device("cpu"))
-    mp.setattr(rt, "free_memory_for", lambda path, device: None)
-    mp.setattr(rt, "release_memory", lambda: None)
-    mp.setattr(rt, "executing_ids", lambda: (None, None))
-    mp.setattr(rt, "StepProgress", _Recorder)
-    mp.setattr(rt, "check_interrupt", lambda: None)
+    comfy_runtime_outside(mp, _Recorder)
     root = tmp_path_factory.mktemp("models")
     made = make_tiny_models(root, families=("t2v", "ti2v"))
     for fam in made.values():

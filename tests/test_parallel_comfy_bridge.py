@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 import torch
+from cpu_stand_ins import comfy_runtime_outside
 from tiny_models import TEXT_DIM, make_tiny_models
 
 from nodes import comfy_runtime as rt
@@ -37,12 +38,7 @@ class _FakeProgress:
 def comfy_outside(tmp_path_factory):
     """ComfyUI's runtime services replaced for a plain process (CPU device, no server)."""
     mp = pytest.MonkeyPatch()
-    mp.setattr(rt, "torch_device", lambda: torch.device("cpu"))
-    mp.setattr(rt, "free_memory_for", lambda path, device: None)
-    mp.setattr(rt, "release_memory", lambda: None)
-    mp.setattr(rt, "executing_ids", lambda: (None, None))
-    mp.setattr(rt, "StepProgress", _FakeProgress)
-    mp.setattr(rt, "check_interrupt", lambda: None)
+    comfy_runtime_outside(mp, _FakeProgress)
     root = tmp_path_factory.mktemp("models")
     made = make_tiny_models(root, families=("t2v", "i2v"))
     for fam in made.values():

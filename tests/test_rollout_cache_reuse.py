@@ -8,6 +8,7 @@ import weakref
 
 import pytest
 import torch
+from cpu_stand_ins import CpuCapturer
 from official_ref import randomize_
 
 from wan_core.dit import WanDiT, WanDiTConfig
@@ -22,21 +23,6 @@ SF = get_preset("self-forcing-1.3b").with_overrides(
     frames_per_chunk=2, sink_frames=1, window_frames=4, schedule=FewStepSchedule(steps=(1000, 750, 500, 250))
 )
 RF = get_preset("rolling-forcing-1.3b")
-
-
-class CpuCapturer:
-    """A CPU stand-in for ``CudaGraphCapturer``: the "graph" re-runs the function on the static buffers
-    (and, like a real capture's closure, keeps the cache it was captured on alive until reset)."""
-
-    def new_pool(self):
-        return object()
-
-    def __call__(self, fn, pool):
-        out = fn()
-        return (lambda: out.copy_(fn())), out
-
-    def on_failure(self):
-        pass
 
 
 def _model():

@@ -5,6 +5,7 @@ no clean-context pass after the last chunk of a finite video, fused q/k/v inside
 import logging
 
 import torch
+from cpu_stand_ins import CpuCapturer
 from official_ref import randomize_
 
 from wan_core.dit import WanDiT, WanDiTConfig
@@ -18,35 +19,6 @@ from wan_core.rollout.schedulers import FewStepSchedule
 CFG = WanDiTConfig(dim=32, ffn_dim=64, num_heads=2, num_layers=2)
 H, W = 32, 48  # latent 4 x 6 -> 6 tokens per latent frame
 STEPS = (1000, 750, 500, 250)
-
-
-class CpuCapturer:
-    """Stands in for ``CudaGraphCapturer`` on CPU: ``replay()`` re-runs the captured function, which reads
-    only the static input buffers, and writes the static output -- what a graph replay does."""
-
-    def __init__(self, fail: bool = False):
-        self.fail = fail
-        self.pools: list[object] = []
-        self.capture_pools: list[object] = []
-        self.failures = 0
-
-    def new_pool(self):
-        self.pools.append(object())
-        return self.pools[-1]
-
-    def __call__(self, fn, pool):
-        if self.fail:
-            raise RuntimeError("operation not permitted when stream is capturing")
-        self.capture_pools.append(pool)
-        out = fn()
-
-        def replay():
-            out.copy_(fn())
-
-        return replay, out
-
-    def on_failure(self):
-        self.failures += 1
 
 
 def _model(seed=0):

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .dit.model import dit_experts
 from .quant import ScaledFP8Linear
 
 __all__ = [
@@ -277,12 +278,6 @@ class FP8LinearReport:
         return s
 
 
-def _experts(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    if hasattr(model, "experts"):
-        return [(f"expert{i}.", m) for i, m in enumerate(model.experts())]
-    return [("", model)]
-
-
 def has_fp8_math(model: nn.Module) -> bool:
     """Whether any layer of ``model`` is an ``FP8Linear``."""
     return any(isinstance(m, FP8Linear) for m in model.modules())
@@ -294,7 +289,8 @@ def fp8_linears_(model: nn.Module, fast_accum: bool = False) -> FP8LinearReport:
     ``DualExpertDiT``) by ``FP8Linear``, in place (see ``BLOCK_LINEARS``). Probes the device first
     (``check_fp8_support``: ``ValueError`` where FP8 GEMMs are not available). Apply after
     ``fuse_qkv_`` and before ``compile_blocks``; calling it again converts nothing new."""
-    experts = _experts(model)
+    prefix = "expert{}." if hasattr(model, "experts") else ""  # report names of a DualExpertDiT
+    experts = [(prefix.format(i), m) for i, m in enumerate(dit_experts(model))]
     first = next(experts[0][1].blocks.parameters())
     report = FP8LinearReport(mode=check_fp8_support(first.device))
     for prefix, m in experts:

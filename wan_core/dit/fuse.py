@@ -22,7 +22,7 @@ from torch import nn
 
 from ..fp8_linear import FP8Linear
 from ..quant import ScaledFP8Linear
-from .model import SelfAttention
+from .model import SelfAttention, dit_experts
 
 __all__ = ["FusedQKVSelfAttention", "fuse_qkv_", "unfuse_qkv_", "is_qkv_fused"]
 
@@ -85,16 +85,12 @@ def _stack_linear(layers: tuple[nn.Module, ...]) -> nn.Module | None:
     return fused
 
 
-def _experts(model: nn.Module) -> tuple[nn.Module, ...]:
-    return tuple(model.experts()) if hasattr(model, "experts") else (model,)
-
-
 @torch.no_grad()
 def fuse_qkv_(model: nn.Module) -> tuple[int, int]:
     """Fuse q/k/v of every self-attention of a ``WanDiT`` (or both experts of a ``DualExpertDiT``) in
     place. Returns (blocks fused, blocks left unfused because their layers cannot be stacked)."""
     fused = skipped = 0
-    for m in _experts(model):
+    for m in dit_experts(model):
         for blk in m.blocks:
             sa = blk.self_attn
             if not isinstance(sa, SelfAttention):
@@ -140,7 +136,7 @@ def _split_linear(proj: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module]:
 def unfuse_qkv_(model: nn.Module) -> int:
     """Undo ``fuse_qkv_`` (back to the official q/k/v layout); returns the blocks restored."""
     n = 0
-    for m in _experts(model):
+    for m in dit_experts(model):
         for blk in m.blocks:
             sa = blk.self_attn
             if not isinstance(sa, FusedQKVSelfAttention):
@@ -157,4 +153,6 @@ def unfuse_qkv_(model: nn.Module) -> int:
 
 def is_qkv_fused(model: nn.Module) -> bool:
     """Whether any block of ``model`` runs a fused q/k/v projection."""
-    return any(isinstance(blk.self_attn, FusedQKVSelfAttention) for m in _experts(model) for blk in m.blocks)
+    return any(
+        isinstance(blk.self_attn, FusedQKVSelfAttention) for m in dit_experts(model) for blk in m.blocks
+    )

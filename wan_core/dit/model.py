@@ -20,7 +20,7 @@ from .config import WanDiTConfig
 from .kv_cache import CrossAttnCache, RollingKVCache
 from .rope import WanRope, apply_rope
 
-__all__ = ["WanDiT", "DualExpertDiT", "sinusoidal_embedding", "PassRope", "pass_rope"]
+__all__ = ["WanDiT", "DualExpertDiT", "dit_experts", "sinusoidal_embedding", "PassRope", "pass_rope"]
 
 
 def sinusoidal_embedding(dim: int, t: torch.Tensor) -> torch.Tensor:  # t [N] -> [N, dim] float32
@@ -490,3 +490,8 @@ class DualExpertDiT(nn.Module):
 
     def experts(self) -> tuple[WanDiT, WanDiT]:
         return self.high_noise_model, self.low_noise_model
+
+
+def dit_experts(model: nn.Module) -> tuple[nn.Module, ...]:
+    """The ``WanDiT``s of a model: both experts of a ``DualExpertDiT``, else the model itself."""
+    return tuple(model.experts()) if hasattr(model, "experts") else (model,)

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import torch
 
+from wan_core.dit.model import dit_experts
+
 __all__ = [
     "CAPTURE_LOCK",
     "ChunkForward",
@@ -68,7 +70,7 @@ def compile_blocks(
     per-layer ``LayerKV`` (no layer index), so all blocks share a few compiled graphs (per chunk shape /
     visible length, dynamic after the first change) instead of one per layer.
     """
-    experts = model.experts() if hasattr(model, "experts") else (model,)
+    experts = dit_experts(model)
     n = 0
     for m in experts:
         for blk in m.blocks:
@@ -79,7 +81,7 @@ def compile_blocks(
 
 def uncompile_blocks(model: torch.nn.Module) -> None:
     """Undo ``compile_blocks`` (back to eager blocks)."""
-    experts = model.experts() if hasattr(model, "experts") else (model,)
+    experts = dit_experts(model)
     for m in experts:
         for blk in m.blocks:
             blk._compiled_call_impl = None
