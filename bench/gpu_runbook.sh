@@ -11,17 +11,18 @@
 #            an endless stream (relative RoPE, sinks) against absolute RoPE of the same geometry
 #   fp8      FP8 linear micro-benchmark + the rollout with FP8 linears and its end-to-end error
 #   models   14B and TI2V-5B time per chunk and memory
+#   jobs     back-to-back jobs: a new pipeline per job vs one kept between jobs (the ComfyUI sampler)
 #
 # Time limits: each stage's limits add up to <= 540 s (9 minutes), the preamble (nvidia-smi, import) aside.
 # Expected on a fresh H100 (a cold torch.compile of the DiT blocks ~100 s per process; later processes
 # of a stage reuse the on-disk inductor / Triton caches when they compile the same graphs): checks ~4
-# min, main ~4, levers ~6, e2e ~7, fp8 ~6, models ~7.
+# min, main ~4, levers ~6, e2e ~7, fp8 ~6, models ~7, jobs ~3.
 #
 # Every command's output goes to OUT_DIR/<stage>.log and its JSON next to it; a failing command is
 # reported and the stage goes on. The device tool returns at most 8 files per call: one log and
 # a few JSON per stage.
 set -u
-stage="${1:?usage: bash bench/gpu_runbook.sh checks|main|levers|e2e|fp8|models [OUT_DIR]}"
+stage="${1:?usage: bash bench/gpu_runbook.sh checks|main|levers|e2e|fp8|models|jobs [OUT_DIR]}"
 out="${2:-${OUT:-./bench_out}}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
@@ -82,8 +83,12 @@ models)
     step 300 $py bench/bench_ar.py --model 14b --decoder none --repeats 1 --json "$out/bench14b.json"
     step 230 $py bench/bench_ar.py --model ti2v-5b --decoder taehv --repeats 1 --json "$out/bench5b.json"
     ;;
+jobs)
+    step 300 $py bench/kept_rollout.py --model 1.3b --jobs 3 --json "$out/kept.json"
+    step 200 $py bench/kept_rollout.py --model 1.3b --jobs 3 --window 12 --sink 3 --json "$out/kept_window.json"
+    ;;
 *)
-    echo "unknown stage '$stage': checks | main | levers | e2e | fp8 | models" >&2
+    echo "unknown stage '$stage': checks | main | levers | e2e | fp8 | models | jobs" >&2
     exit 2
     ;;
 esac

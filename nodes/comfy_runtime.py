@@ -59,6 +59,58 @@ def release_memory() -> None:
     mm.soft_empty_cache()
 
 
+class WanStreamKeptMemory(torch.nn.Module):
+    """No weights: stands, in ComfyUI's list of loaded models, for memory the pack keeps on ``device``
+    between jobs (``hold_memory``). It reports itself fully loaded (``model_loaded_weight_memory``), so
+    ComfyUI never asks to make room for it again; unloading it is the only thing ComfyUI can do to it."""
+
+    def __init__(self, nbytes: int, device: torch.device):
+        super().__init__()
+        self.device = device
+        self.model_loaded_weight_memory = int(nbytes)
+
+
+def hold_memory(nbytes: int, device: torch.device, on_release):
+    """Register ``nbytes`` that the pack keeps on ``device`` between jobs with ComfyUI's model
+    management, as a model of that size. When ComfyUI needs the memory for its own models, or the user
+    frees models ("Free model and node cache", ``POST /free``), it unloads that model and
+    ``on_release()`` is called (once), which must free the memory. Returns the handle: drop every
+    reference to it to unregister without ``on_release`` (ComfyUI forgets models that are gone).
+    Returns None where this ComfyUI's model management lacks what this needs (the memory then is not
+    known to ComfyUI; the caller should not keep it)."""
+    try:
+        import comfy.model_management as mm
+        import comfy.model_patcher as mp
+
+        patcher = mp.ModelPatcher(
+            WanStreamKeptMemory(nbytes, device),
+            load_device=device,
+            offload_device=torch.device("cpu"),
+            size=int(nbytes),
+        )
+        fired = []
+
+        def on_detach(_patcher, unpatch_all=True):
+            # ComfyUI also detaches a model (without unpatching) to re-register it when the same one
+            # is loaded again; only an unload frees the memory
+            if unpatch_all and not fired:
+                fired.append(True)
+                on_release()
+
+        patcher.add_callback(mp.CallbacksMP.ON_DETACH, on_detach)
+        mm.load_models_gpu([patcher])
+    except (ImportError, AttributeError, TypeError) as e:
+        import logging
+
+        logging.getLogger("wan_stream").warning(
+            "Wan Stream: cannot register kept memory with ComfyUI's model management (%s: %s)",
+            type(e).__name__,
+            e,
+        )
+        return None
+    return patcher
+
+
 def check_interrupt() -> None:
     """Raises ComfyUI's InterruptProcessingException when the user pressed cancel / POST /interrupt."""
     import comfy.model_management as mm

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 
 import torch
 
@@ -436,6 +437,7 @@ def sample(
     if gpus < 1:
         raise ValueError(f"Streaming AR Sampler: gpus must be 1 or more, got {gpus}")
     if gpus > 1:
+        dit.warm.drop()  # the in-process rollout kept from an earlier job would hold GPU 0's memory
         latents = _sample_on_workers(
             dit, cond, p, overrides, width, height, frames, chunks, seed, preview_vae, dit_low_noise,
             gpus, context_parallel,
@@ -476,51 +478,55 @@ def sample(
             reporter.step(chunk, done - 1 - chunk * reporter.steps_per_chunk)
 
     clip_features = image.clip_features if image is not None else None
-    pipe = StreamingPipeline(
-        model,
-        p,
+    # kept between jobs: a job of the same preset / window / models starts on the previous job's KV
+    # cache and CUDA graphs (warm_rollout.py); the job's own encoder / decoder / callbacks come with rebind
+    key = (p, None if dit_low_noise is None else weakref.ref(dit_low_noise.model))
+    pipe = dit.warm.acquire(
+        key,
+        lambda: StreamingPipeline(model, p, cuda_graphs=dit.options.cuda_graphs, compile=dit.options.compile),
+    )
+    pipe.rebind(
         vae=vae_encoder,
         decoder=_PreviewDecoder(preview_vae) if preview_vae is not None else None,
         clip_vision=(lambda _img: clip_features.to(dit.device)) if clip_features is not None else None,
-        cuda_graphs=dit.options.cuda_graphs,
-        compile=dit.options.compile,
         progress=on_step,
         interrupt=rt.check_interrupt,  # raises ComfyUI's interrupt exception before the next step
     )
     first = cond.segments[0]
     switches = {s.start_chunk: s.context.to(dit.device) for s in cond.segments[1:]}
-    pipe.initialize_cache(
-        first.context.to(dit.device),
-        image=image.image if image is not None else None,
-        height=height,
-        width=width,
-        num_frames=None if chunks > 0 else frames,
-        num_chunks=chunks if chunks > 0 else None,
-        seed=seed,
-        negative_prompt=first.negative_context.to(dit.device) if first.negative_context is not None else None,
-        prompt_switches=None,
-    )
-    num_chunks = pipe.num_chunks
-    late = sorted(c for c in switches if c >= num_chunks)
-    if late:
-        log.warning(
-            "Streaming AR Sampler: prompt switches at chunks %s are after the last chunk (%d)",
-            late,
-            num_chunks - 1,
-        )
-    for c in [c for c in switches if c < num_chunks]:
-        pipe.switch_prompt(switches[c], c)
-    steps_per_chunk = pipe.total_steps // num_chunks
-    progress_box["reporter"] = reporter = rt.StepProgress(num_chunks, steps_per_chunk, node_id, prompt_id)
-
     # No host sync per chunk on CUDA: latents go to pinned memory asynchronously (one sync at the end);
     # the preview (decoded by the pipeline, on a side stream when overlap_decode is on) is turned into
     # JPEGs and sent on a writer thread, so the GPU goes on with the next chunk meanwhile. Without a
     # side stream (CPU) each chunk's preview is sent before the next chunk starts.
-    sender = _PreviewSender(reporter, fps=float(p.fps))
-    background = preview_vae is not None and _previews_in_background(pipe)
     latents = []
     try:
+        pipe.initialize_cache(
+            first.context.to(dit.device),
+            image=image.image if image is not None else None,
+            height=height,
+            width=width,
+            num_frames=None if chunks > 0 else frames,
+            num_chunks=chunks if chunks > 0 else None,
+            seed=seed,
+            negative_prompt=first.negative_context.to(dit.device)
+            if first.negative_context is not None
+            else None,
+            prompt_switches=None,
+        )
+        num_chunks = pipe.num_chunks
+        late = sorted(c for c in switches if c >= num_chunks)
+        if late:
+            log.warning(
+                "Streaming AR Sampler: prompt switches at chunks %s are after the last chunk (%d)",
+                late,
+                num_chunks - 1,
+            )
+        for c in [c for c in switches if c < num_chunks]:
+            pipe.switch_prompt(switches[c], c)
+        steps_per_chunk = pipe.total_steps // num_chunks
+        progress_box["reporter"] = reporter = rt.StepProgress(num_chunks, steps_per_chunk, node_id, prompt_id)
+        sender = _PreviewSender(reporter, fps=float(p.fps))
+        background = preview_vae is not None and _previews_in_background(pipe)
         with BackgroundFrameWriter(sender) if background else _InlinePreview(sender) as previews:
             for i in range(num_chunks):
                 result = pipe.generate(i)  # [1, C, n, h, w] normalized
@@ -531,8 +537,12 @@ def sample(
                 pipe.finalize(i)
         if dit.device.type == "cuda":
             torch.cuda.current_stream(dit.device).synchronize()  # the async latent copies are done
-    finally:
-        pipe.release()  # the KV cache goes now, also when the job is interrupted or fails
+    except BaseException:
+        dit.warm.drop()  # the KV cache goes now when the job is interrupted or fails (maybe half-written)
+        rt.release_memory()
+        raise
+    pipe.end_video()
+    dit.warm.keep(dit.device)
     del pipe
     rt.release_memory()
     return to_raw(torch.cat(latents, dim=2))

@@ -6,10 +6,12 @@ Plain dataclasses, no ComfyUI imports: a node hands the next one a ``LoadedDiT``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
+
+from .warm_rollout import WarmRollout
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class LoadedDiT:
     description: str = ""
     lora_path: str | None = None  # LoRA merged at load (the multi-GPU workers load it the same way)
     lora_strength: float = 1.0
+    # the Streaming AR Sampler's pipeline kept between jobs (KV cache + CUDA graphs), see warm_rollout.py
+    warm: WarmRollout = field(default_factory=WarmRollout, repr=False)
 
     @property
     def config(self) -> Any:

@@ -45,3 +45,26 @@ def comfy_runtime_outside(mp, progress_cls) -> None:
     mp.setattr(rt, "executing_ids", lambda: (None, None))
     mp.setattr(rt, "StepProgress", progress_cls)
     mp.setattr(rt, "check_interrupt", lambda: None)
+    mp.setattr(rt, "hold_memory", HeldMemory.register)
+
+
+class HeldMemory:
+    """Stands in for ComfyUI's model management behind ``comfy_runtime.hold_memory``: records what is
+    registered; ``unload_all()`` is ComfyUI unloading every model (``POST /free``)."""
+
+    held: list = []  # [HeldMemory], in registration order, while registered
+
+    def __init__(self, nbytes, device, on_release):
+        self.nbytes, self.device, self.on_release = nbytes, device, on_release
+
+    @classmethod
+    def register(cls, nbytes, device, on_release):
+        h = cls(nbytes, device, on_release)
+        cls.held.append(h)
+        return h
+
+    @classmethod
+    def unload_all(cls) -> None:
+        held, cls.held = cls.held, []
+        for h in held:
+            h.on_release()

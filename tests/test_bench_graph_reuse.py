@@ -36,3 +36,25 @@ def test_timed_rollouts_replay_the_warm_up_graphs_on_the_same_cache():
     assert fr.captures == captures and fr.replays == replays + passes  # no eager pass, no capture
     assert torch.equal(timed.latents, warm.latents)
     stepper.release()
+
+
+def test_kept_rollout_bench_counts_captures_per_job(monkeypatch):
+    """``bench/kept_rollout.py``: a new pipeline per job captures every fill level again (and runs each
+    level's first pass eagerly); the kept pipeline replays every pass of every timed job."""
+    import functools
+
+    import wan_core.rollout.pipeline as pipeline_mod
+    from bench import kept_rollout
+
+    monkeypatch.setattr(
+        pipeline_mod,
+        "ChunkForward",
+        functools.partial(ChunkForward, capturer=CpuCapturer(), device_types=("cpu",)),
+    )
+    rep = kept_rollout.main([*ARGS, "--jobs", "2", "--cuda-graphs", "--no-compile"])
+    passes = CHUNKS * 5  # 4 denoising steps + the context pass (kept: like bench_ar by default)
+    assert rep["new"]["captures_per_job"] == [CHUNKS, CHUNKS]
+    assert rep["new"]["replays_per_job"] == [passes - CHUNKS] * 2  # each level's first pass is eager
+    assert rep["kept"]["captures_per_job"] == [0, 0]
+    assert rep["kept"]["replays_per_job"] == [passes] * 2
+    assert rep["new"]["job_ms_median"] > 0 and rep["kept"]["first_chunk_ms_median"] > 0

@@ -42,7 +42,7 @@ def test_runbook_is_valid_bash():
 
 def test_runbook_has_every_stage_and_rejects_unknown_ones():
     text = _text()
-    for stage in ("checks", "main", "levers", "e2e", "fp8", "models"):
+    for stage in ("checks", "main", "levers", "e2e", "fp8", "models", "jobs"):
         assert re.search(rf"^{stage}\)$", text, re.M), stage
     r = subprocess.run(["bash", SCRIPT, "no-such-stage", "/tmp/runbook-test"], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown stage" in r.stderr

@@ -443,6 +443,39 @@ class StreamingPipeline:
         self.state = state
         return state
 
+    def rebind(
+        self,
+        *,
+        vae=None,
+        decoder=None,
+        clip_vision: Callable | None = None,
+        progress: ProgressFn | None = None,
+        interrupt: Callable[[], bool | None] | None = None,
+    ) -> None:
+        """Give a kept pipeline the next video's collaborators (as in the constructor; ``None`` = none):
+        the VAE encoder, the frame decoder, the CLIP vision callable, the progress and interrupt
+        callbacks. Call it before ``initialize_cache``. What the constructor made of the DiT (fused
+        q/k/v, FP8 linears, compiled blocks), the KV cache and the captured graphs are kept, so a video
+        of the same geometry replays the previous video's graphs from its first pass."""
+        self.vae = vae
+        self.decoder = as_stream_decoder_factory(decoder)
+        self.clip_vision = clip_vision
+        self.progress = progress
+        self.interrupt = interrupt
+
+    def end_video(self) -> None:
+        """The video is done and the pipeline is kept for the next one: let go of what only this video
+        used (frame decoder stream, image condition, visible-frame history, pending switches, KV
+        recompute state, the collaborators given to ``rebind``), keep what the next video of the same
+        geometry reuses (KV cache, the prompt's cross-attention buffers, the captured graphs)."""
+        st = self.state
+        if st is not None:
+            st.decoder_stream = st.image = st.recompute = None
+            st.history.clear()
+            st.pending.clear()
+            st.switches.clear()
+        self.rebind()
+
     def release(self) -> None:
         """Free this video's state now: KV cache, prompt caches, captured graphs. For a pipeline dropped
         after its video (one ComfyUI job): its memory goes back at once, not at the next garbage
