@@ -53,6 +53,17 @@ def free_memory_for(path: str, device: torch.device, factor: float = 1.2) -> Non
     mm.soft_empty_cache()
 
 
+def free_memory_bytes(nbytes: int, device: torch.device, keep: tuple = ()) -> None:
+    """Ask ComfyUI to unload its own models until ``nbytes`` more fit on ``device`` (a GPU), keeping the
+    models registered under the handles in ``keep`` (``hold_memory``)."""
+    if torch.device(device).type == "cpu":
+        return
+    import comfy.model_management as mm
+
+    keep_loaded = [lm for lm in mm.current_loaded_models if any(lm.model is h for h in keep)]
+    mm.free_memory(int(nbytes), device, keep_loaded=keep_loaded)
+
+
 def release_memory() -> None:
     import comfy.model_management as mm
 

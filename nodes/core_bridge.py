@@ -13,6 +13,8 @@ import weakref
 
 import torch
 
+from wan_core.memory import explain_oom
+
 from . import comfy_runtime as rt
 from .payloads import ImageCondition, LoadedDiT, LoadedVAE, PromptSegment, RuntimeOptions, StreamConditioning
 
@@ -203,6 +205,18 @@ def encode_prompt_schedule(
 # image conditioning
 
 
+def _image_oom(cond, vae, image, clip_path=None):
+    from wan_core.memory import FREE_THE_GPU
+
+    size = "x".join(str(n) for n in tuple(image.shape)[-3:-1][::-1]) if image.ndim == 4 else "?"
+    return (
+        f"encoding the start image ({size}) with {vae.path}",
+        vae.device,
+        ["a smaller start image / video size (width / height)", FREE_THE_GPU],
+    )
+
+
+@explain_oom(_image_oom)
 def encode_image_condition(
     cond: StreamConditioning, vae: LoadedVAE, image: torch.Tensor, clip_path: str | None
 ) -> StreamConditioning:
@@ -306,6 +320,7 @@ class _PreviewDecoder:
 
         self.vae = vae
         self.factory = as_stream_decoder_factory(vae.model)
+        self.kind = "taehv" if vae.is_taehv else "wan_vae"
 
     def stream_decoder(self):
         return _PreviewStream(self.factory.stream_decoder(), self.vae.device, self.vae.dtype)
@@ -500,13 +515,19 @@ def sample(
     # side stream (CPU) each chunk's preview is sent before the next chunk starts.
     latents = []
     try:
+        # make room for a new KV cache before allocating it: ComfyUI unloads its own models if needed
+        num_frames, num_chunks = (None, chunks) if chunks > 0 else (frames, None)
+        kept = pipe.state.cache.kv_nbytes() if pipe.state is not None and pipe.state.cache is not None else 0
+        need = pipe.planned_cache_nbytes(height, width, num_frames=num_frames, num_chunks=num_chunks) - kept
+        if need > 0:
+            rt.free_memory_bytes(need, dit.device, keep=dit.warm.handles())
         pipe.initialize_cache(
             first.context.to(dit.device),
             image=image.image if image is not None else None,
             height=height,
             width=width,
-            num_frames=None if chunks > 0 else frames,
-            num_chunks=chunks if chunks > 0 else None,
+            num_frames=num_frames,
+            num_chunks=num_chunks,
             seed=seed,
             negative_prompt=first.negative_context.to(dit.device)
             if first.negative_context is not None
@@ -599,6 +620,21 @@ def _sample_on_workers(
 # decoding
 
 
+def _decode_oom(vae: LoadedVAE, latent: torch.Tensor, chunk_frames: int):
+    from wan_core.memory import FREE_THE_GPU
+
+    fixes = [
+        f"fewer latent frames per decode step: chunk_frames {max(1, chunk_frames // 2)} (now {chunk_frames})"
+    ]
+    if not vae.is_taehv:
+        fixes.append(
+            "the TAEHV decoder (Load TAEHV): a fraction of the Wan VAE's memory, slightly softer frames"
+        )
+    fixes += ["a smaller video (width / height on the sampler)", FREE_THE_GPU]
+    return f"decoding a {tuple(latent.shape)} latent with {vae.path}", vae.device, fixes
+
+
+@explain_oom(_decode_oom)
 def decode_latent(vae: LoadedVAE, latent: torch.Tensor, chunk_frames: int) -> torch.Tensor:
     """Raw LATENT ``[1, C, T, h, w]`` -> IMAGE ``[F, H, W, 3]`` in [0, 1], ``chunk_frames`` latent frames at a time."""
     from wan_core.vae.latent_norm import to_normalized

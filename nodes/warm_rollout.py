@@ -45,6 +45,10 @@ class WarmRollout:
     def pipeline(self):
         return self._pipe
 
+    def handles(self) -> tuple:
+        """ComfyUI's handle on the kept memory, if registered (for ``free_memory_bytes(keep=...)``)."""
+        return () if self._hold is None else (self._hold,)
+
     def acquire(self, key: Hashable, build: Callable[[], object]):
         """The pipeline for a job: the kept one when ``key`` equals its key, else a new one from
         ``build()`` (the kept one is dropped first). Marks it in use until ``keep`` or ``drop``."""

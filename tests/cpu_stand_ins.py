@@ -42,10 +42,22 @@ def comfy_runtime_outside(mp, progress_cls) -> None:
     mp.setattr(rt, "torch_device", lambda: torch.device("cpu"))
     mp.setattr(rt, "free_memory_for", lambda path, device: None)
     mp.setattr(rt, "release_memory", lambda: None)
+    FreedMemory.calls = []
+    mp.setattr(rt, "free_memory_bytes", FreedMemory.record)
     mp.setattr(rt, "executing_ids", lambda: (None, None))
     mp.setattr(rt, "StepProgress", progress_cls)
     mp.setattr(rt, "check_interrupt", lambda: None)
     mp.setattr(rt, "hold_memory", HeldMemory.register)
+
+
+class FreedMemory:
+    """Stands in for ``comfy_runtime.free_memory_bytes``: records (bytes, device, kept handles)."""
+
+    calls: list = []
+
+    @classmethod
+    def record(cls, nbytes, device, keep=()):
+        cls.calls.append((nbytes, device, tuple(keep)))
 
 
 class HeldMemory:

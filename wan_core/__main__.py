@@ -286,7 +286,10 @@ def _generate(args, preset, switches, device, cp) -> int:
 
 
 def main(argv=None) -> int:
+    import torch
+
     from wan_core.checkpoint import CheckpointError
+    from wan_core.memory import OutOfMemory
     from wan_core.rollout.model_files import MissingModelFileError
 
     args = build_parser().parse_args(argv)
@@ -301,6 +304,14 @@ def main(argv=None) -> int:
         return 2
     except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except torch.OutOfMemoryError as e:  # wan_core.memory.OutOfMemory: what failed and how to fit
+        print(f"error: {e}", file=sys.stderr)
+        if not isinstance(e, OutOfMemory):
+            print(
+                "(try a smaller --height/--width, --window, --decoder taehv or --text-encoder-device cpu)",
+                file=sys.stderr,
+            )
         return 2
 
 

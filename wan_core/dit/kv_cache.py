@@ -216,6 +216,27 @@ class RollingKVCache:
         self._token_offsets: torch.Tensor | None = None  # arange(frame_tokens) on the device
         self.reset()
 
+    @classmethod
+    def planned_nbytes(
+        cls,
+        num_layers: int,
+        batch: int,
+        frame_tokens: int,
+        num_heads: int,
+        head_dim: int,
+        window_frames: int,
+        sink_frames: int = 0,
+        dtype: torch.dtype = torch.bfloat16,
+        rope: str = "absolute",
+        **_: object,
+    ) -> int:
+        """Bytes of the K/V buffers ``cls(...)`` with these arguments allocates (the small index buffers
+        aside), without allocating them."""
+        capacity = sink_frames + window_frames
+        k_frames = capacity + (sink_frames if rope == "relative" else 0)
+        per_frame = batch * frame_tokens * num_heads * head_dim * torch.empty((), dtype=dtype).element_size()
+        return num_layers * (k_frames + capacity) * per_frame
+
     # -- host-side bookkeeping -----------------------------------------------------------------
     def reset(self) -> None:
         """Forget every frame (memory is kept; stale slots are never attended)."""
@@ -378,6 +399,10 @@ class RollingKVCache:
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.tensors())
+
+    def kv_nbytes(self) -> int:
+        """Bytes of the K/V buffers alone (what ``planned_nbytes`` predicts)."""
+        return sum(t.numel() * t.element_size() for t in [*self.k, *self.v])
 
     def __repr__(self) -> str:
         return (

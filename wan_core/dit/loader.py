@@ -25,6 +25,7 @@ import torch
 
 from ..attention import resolve_backend
 from ..checkpoint import Checkpoint, CheckpointError, expect_kind, load_into, open_checkpoint
+from ..memory import DIT_LOAD_FIXES, describe_load, explain_oom
 from ..quant import is_fp8, split_quant_keys, swap_fp8_linears
 from .config import WanDiTConfig, config_from_shapes, preset_name_for, unsupported_family
 from .keymap import BUNDLED_PREFIXES, diffusers_to_official, is_diffusers, strip_prefix
@@ -271,6 +272,7 @@ def _expert_paths(paths: Sequence[Path]) -> tuple[Path, Path]:
     return a, b
 
 
+@explain_oom(describe_load("DiT", DIT_LOAD_FIXES))
 def load_dit(
     path_or_paths: str | os.PathLike | Sequence[str | os.PathLike],
     dtype: torch.dtype | None = None,

@@ -25,6 +25,8 @@ class _TAEHVStream:
 class TAEHVDecoder:
     """A TAEHV as a stream-decoder factory."""
 
+    kind = "taehv"  # what decodes (out-of-memory advice names the lighter decoder)
+
     def __init__(self, tae):
         self.tae = tae
 
@@ -45,6 +47,8 @@ class _VAEStream:
 
 class VAEDecoder:
     """A Wan VAE as a stream-decoder factory (``latents_per_step`` latent frames per decoder pass)."""
+
+    kind = "wan_vae"
 
     def __init__(self, vae, latents_per_step: int = 4):
         self.vae = vae

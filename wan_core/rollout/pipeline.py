@@ -55,6 +55,7 @@ import torch
 
 from wan_core.dit.fuse import fuse_qkv_
 from wan_core.fp8_linear import fp8_linears_
+from wan_core.memory import explain_oom, gib
 from wan_core.rollout.noise import seeded_noise
 
 from .conditioning import ConcatYStream, ImageCondition, stamp_input, stamp_x0
@@ -144,6 +145,20 @@ def chunk_seed(seed: int, chunk: int) -> int:
     """Seed of chunk ``chunk``'s noise: independent per chunk, so a chunk's noise never depends on
     how many chunks came before it or on prompt switches."""
     return (int(seed) * 1_000_003 + int(chunk) * 7919 + 12345) % (2**63 - 1)
+
+
+def _oom_described(what: str):
+    """``explain_oom`` describe function for a pipeline method: (what, device, the pipeline's fixes)."""
+
+    def describe(pipe, *args, **kwargs):
+        label = what.format(i=args[0]) if args and "{i}" in what else what
+        return label, pipe.device, pipe.oom_fixes()
+
+    return describe
+
+
+def _release_after_oom(pipe, *args, **kwargs) -> None:
+    pipe.release()  # the KV cache may be half-written: a later generate asks for initialize_cache
 
 
 class StreamingPipeline:
@@ -316,6 +331,7 @@ class StreamingPipeline:
         return p.sampler == "euler_cfg" and (p.guidance_scale != 1.0 or (p.guidance_scale_high or 1.0) != 1.0)
 
     @torch.no_grad()
+    @explain_oom(_oom_described("allocating the video's KV cache and prompt buffers"), _release_after_oom)
     def initialize_cache(self, *args, **kwargs) -> RolloutState:
         """Start a new video (see ``_initialize_cache`` for the arguments). If this fails (bad size,
         missing encoder, ...) the previous video's state is released too, so a later ``generate`` cannot
@@ -442,6 +458,63 @@ class StreamingPipeline:
             )
         self.state = state
         return state
+
+    def planned_cache_nbytes(
+        self,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        num_chunks: int | None = None,
+        batch: int = 1,
+    ) -> int:
+        """Bytes of the KV cache ``initialize_cache`` allocates for a video of this geometry (no memory
+        is allocated; 0 for presets that generate the whole video at once)."""
+        p = self.preset
+        if not p.is_autoregressive:
+            return 0
+        st, sh, sw = p.vae_stride
+        t = self.latent_frames_for(num_frames, st) if num_frames is not None else None
+        if num_chunks is not None:
+            t = num_chunks * p.frames_per_chunk
+        spec = self._cache_spec(batch, (height or p.height) // sh, (width or p.width) // sw, t)
+        return OffsetRollingKVCache.planned_nbytes(**spec)
+
+    def oom_fixes(self) -> list[str]:
+        """What shrinks this pipeline's memory, with the current values (for out-of-memory errors)."""
+        p, st = self.preset, self.state
+        fixes = []
+        if st is not None:
+            size = f"{st.latent_w * p.vae_stride[2]}x{st.latent_h * p.vae_stride[1]}"
+            fixes.append(
+                f"a smaller video (now {size}): the KV cache and every pass's activations grow with it"
+            )
+        else:
+            fixes.append(
+                "a smaller video (width / height): the KV cache and every pass's activations grow with it"
+            )
+        cache = None if st is None else st.cache
+        if cache is not None:
+            fixes.append(
+                f"a shorter attention window: {cache.sink_frames} sink + {cache.window_frames} window latent frames "
+                f"hold {gib(cache.nbytes())} of KV cache (sampler window_frames / sink_frames; CLI --window / --sink)"
+            )
+        elif p.is_autoregressive:
+            fixes.append(
+                "a shorter attention window (sampler window_frames / sink_frames; CLI --window / --sink)"
+            )
+        fixes.append(
+            "fp8 DiT weights: an *_fp8_scaled.safetensors file (Load Wan DiT precision fp8) halve the DiT's memory"
+        )
+        if self.cuda_graphs:
+            fixes.append(
+                "CUDA graphs off (Load Wan DiT cuda_graphs; CLI --no-cuda-graphs): their pool holds a pass"
+            )
+        if getattr(self.decoder, "kind", None) == "wan_vae":
+            fixes.append(
+                "the TAEHV decoder instead of the Wan VAE for the frames (Load TAEHV; CLI --decoder taehv)"
+            )
+        fixes.append("fewer other models or programs on this GPU (ComfyUI: Free model and node cache)")
+        return fixes
 
     def rebind(
         self,
@@ -733,6 +806,7 @@ class StreamingPipeline:
         return t
 
     @torch.no_grad()
+    @explain_oom(_oom_described("generating chunk {i}"), _release_after_oom)
     def generate(self, i: int) -> ChunkResult:
         """Generate chunk ``i`` (chunks go in order; re-generating the last chunk is not supported)."""
         st = self._require_state()
@@ -790,6 +864,7 @@ class StreamingPipeline:
         return None if stream is None else stream.decode(latents)
 
     @torch.no_grad()
+    @explain_oom(_oom_described("writing chunk {i}'s clean K/V (context pass)"), _release_after_oom)
     def finalize(self, i: int) -> None:
         """Write chunk ``i``'s clean K/V into the cache (DiT pass on x0 at ``context_noise``)."""
         st = self._require_state()

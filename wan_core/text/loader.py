@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 
 from ..checkpoint import Checkpoint, CheckpointError, expect_kind, load_into, open_checkpoint
+from ..memory import TEXT_LOAD_FIXES, describe_load, explain_oom
 from ..quant import is_fp8, split_quant_keys, swap_fp8_linears
 from .umt5 import UMT5Config, UMT5Encoder
 
@@ -152,6 +153,7 @@ def _default_dtype(ck: Checkpoint, key_map: dict[str, str]) -> torch.dtype:
     return dt if dt.is_floating_point and not is_fp8(dt) else torch.bfloat16
 
 
+@explain_oom(describe_load("UMT5 text encoder", TEXT_LOAD_FIXES))
 def load_umt5(
     path: str | os.PathLike | Checkpoint,
     dtype: torch.dtype | None = None,

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from wan_core.checkpoint import Checkpoint, CheckpointError, expect_kind, load_into, open_checkpoint
+from wan_core.memory import VAE_LOAD_FIXES, describe_load, explain_oom
 
 from .taehv import TAEHV, TAEHVConfig, TGrow
 from .wan21 import WanVAE21, WanVAE21Config
@@ -125,6 +126,7 @@ def vae_config_from_shapes(
     return "2.1", WanVAE21Config(dim=enc_in[0], z_dim=z), diffusers
 
 
+@explain_oom(describe_load("Wan VAE", VAE_LOAD_FIXES))
 def load_vae(
     path: str | os.PathLike | Checkpoint,
     dtype: torch.dtype | None = None,
@@ -194,6 +196,7 @@ def taehv_config_from_shapes(shapes: dict[str, tuple[int, ...]], raw_latents: bo
     )
 
 
+@explain_oom(describe_load("TAEHV", VAE_LOAD_FIXES))
 def load_taehv(
     path: str | os.PathLike | Checkpoint,
     dtype: torch.dtype | None = None,
