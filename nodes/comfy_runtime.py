@@ -53,6 +53,21 @@ def free_memory_for(path: str, device: torch.device, factor: float = 1.2) -> Non
     mm.soft_empty_cache()
 
 
+def weak_call(method):
+    """A callable that calls the bound ``method`` while its object lives: a registration with ComfyUI
+    must not keep the pack's objects (a loaded model, a kept rollout) alive once they are dropped."""
+    import weakref
+
+    ref = weakref.WeakMethod(method)
+
+    def call():
+        m = ref()
+        if m is not None:
+            m()
+
+    return call
+
+
 def free_memory_bytes(nbytes: int, device: torch.device, keep: tuple = ()) -> None:
     """Ask ComfyUI to unload its own models until ``nbytes`` more fit on ``device`` (a GPU), keeping the
     models registered under the handles in ``keep`` (``hold_memory``)."""
@@ -75,20 +90,21 @@ class WanStreamKeptMemory(torch.nn.Module):
     between jobs (``hold_memory``). It reports itself fully loaded (``model_loaded_weight_memory``), so
     ComfyUI never asks to make room for it again; unloading it is the only thing ComfyUI can do to it."""
 
-    def __init__(self, nbytes: int, device: torch.device):
+    def __init__(self, nbytes: int, device: torch.device, name: str = ""):
         super().__init__()
         self.device = device
+        self.held_name = name
         self.model_loaded_weight_memory = int(nbytes)
 
 
-def hold_memory(nbytes: int, device: torch.device, on_release):
+def hold_memory(nbytes: int, device: torch.device, on_release, name: str = ""):
     """Register ``nbytes`` that the pack keeps on ``device`` between jobs with ComfyUI's model
     management, as a model of that size. When ComfyUI needs the memory for its own models, or the user
     frees models ("Free model and node cache", ``POST /free``), it unloads that model and
     ``on_release()`` is called (once), which must free the memory. Returns the handle: drop every
     reference to it to unregister without ``on_release`` (ComfyUI forgets models that are gone).
     Returns None where this ComfyUI's model management lacks what this needs (the memory then is not
-    known to ComfyUI; the caller should not keep it)."""
+    known to ComfyUI; the caller should not keep it). ``name``: what is held (logs, tests)."""
     try:
         import comfy.model_management as mm
         import comfy.model_patcher as mp
@@ -109,7 +125,13 @@ def hold_memory(nbytes: int, device: torch.device, on_release):
                 on_release()
 
         patcher.add_callback(mp.CallbacksMP.ON_DETACH, on_detach)
-        mm.load_models_gpu([patcher])
+        # what ``load_models_gpu`` does for a model already in memory, minus its ``free_memory`` calls:
+        # registering memory that is already allocated must not unload anything (it would evict the
+        # pack's other models to keep ComfyUI's ~1 GB of inference headroom); making room is
+        # ``free_memory_bytes``' job, before an allocation
+        loaded = mm.LoadedModel(patcher)
+        loaded.model_load(0)
+        mm.current_loaded_models.insert(0, loaded)
     except (ImportError, AttributeError, TypeError) as e:
         import logging
 

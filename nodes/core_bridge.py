@@ -8,6 +8,7 @@ are **raw** VAE latents ``[1, C, T, h, w]``; inside ``wan_core`` latents are nor
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import weakref
 
@@ -17,6 +18,8 @@ from wan_core.memory import explain_oom
 
 from . import comfy_runtime as rt
 from .payloads import ImageCondition, LoadedDiT, LoadedVAE, PromptSegment, RuntimeOptions, StreamConditioning
+from .resident_model import ResidentModel
+from .warm_rollout import WarmRollout
 
 log = logging.getLogger("wan_stream")
 
@@ -80,6 +83,11 @@ def load_dit(
     options = RuntimeOptions(
         dtype=dtype, attention=attention, compile=compile, cuda_graphs=cuda_graphs, fp8_linear=fp8_math
     )
+    warm = WarmRollout()
+    resident = ResidentModel(
+        model, device, f"Load Wan DiT ({os.path.basename(path)})", on_offload=warm.release_from_comfy
+    )
+    resident.register()
     return LoadedDiT(
         model=model,
         path=path,
@@ -89,6 +97,8 @@ def load_dit(
         description=desc,
         lora_path=lora_path,
         lora_strength=lora_strength,
+        warm=warm,
+        resident=resident,
     )
 
 
@@ -100,6 +110,8 @@ def load_vae(path: str, precision: str) -> LoadedVAE:
     rt.free_memory_for(path, device)
     model = core_load_vae(path, dtype=dtype, device=device)
     kind = "wan22" if model.z_dim == 48 else "wan21"
+    resident = ResidentModel(model, device, f"Load Wan VAE ({os.path.basename(path)})")
+    resident.register()
     return LoadedVAE(
         model=model,
         path=path,
@@ -109,6 +121,7 @@ def load_vae(path: str, precision: str) -> LoadedVAE:
         temporal_stride=model.temporal_scale,
         dtype=dtype,
         device=device,
+        resident=resident,
     )
 
 
@@ -118,6 +131,8 @@ def load_taehv(path: str, precision: str) -> LoadedVAE:
     device = rt.torch_device()
     dtype = rt.compute_dtype(precision, device)
     model = core_load_taehv(path, dtype=dtype, device=device)
+    resident = ResidentModel(model, device, f"Load TAEHV ({os.path.basename(path)})")
+    resident.register()
     return LoadedVAE(
         model=model,
         path=path,
@@ -127,6 +142,7 @@ def load_taehv(path: str, precision: str) -> LoadedVAE:
         temporal_stride=4,
         dtype=dtype,
         device=device,
+        resident=resident,
     )
 
 
@@ -453,120 +469,141 @@ def sample(
         raise ValueError(f"Streaming AR Sampler: gpus must be 1 or more, got {gpus}")
     if gpus > 1:
         dit.warm.drop()  # the in-process rollout kept from an earlier job would hold GPU 0's memory
-        latents = _sample_on_workers(
-            dit, cond, p, overrides, width, height, frames, chunks, seed, preview_vae, dit_low_noise,
-            gpus, context_parallel,
-        )  # fmt: skip
+        with ResidentModel.using(getattr(preview_vae, "resident", None)):  # previews are decoded here
+            latents = _sample_on_workers(
+                dit, cond, p, overrides, width, height, frames, chunks, seed, preview_vae, dit_low_noise,
+                gpus, context_parallel,
+            )  # fmt: skip
         rt.release_memory()
         return to_raw(torch.cat(latents, dim=2))
 
-    model = dit.model
-    if dit_low_noise is not None:
-        from wan_core.dit import DualExpertDiT
+    # the models on their device (ComfyUI may have offloaded them) and not offloaded while they run
+    residents = [
+        dit.resident,
+        getattr(dit_low_noise, "resident", None),
+        getattr(preview_vae, "resident", None),
+    ]
+    residents.append(cond.image.vae.resident if cond.image is not None else None)
+    with ResidentModel.using(*residents):
+        model = dit.model
+        if dit_low_noise is not None:
+            from wan_core.dit import DualExpertDiT
 
-        model = DualExpertDiT(dit.model, dit_low_noise.model, p.boundary)
+            model = DualExpertDiT(dit.model, dit_low_noise.model, p.boundary)
 
-    image = cond.image
-    if preview_vae is not None:
-        _check_latent_channels(
-            preview_vae, model.config.out_dim, "this DiT makes", prefix="Streaming AR Sampler: preview_vae "
-        )
-    vae_encoder = _VAEEncoderOnDevice(image.vae) if image is not None else None
-    if p.kv_recompute_frames and p.kv_recompute_anchor == "reencode":
-        if preview_vae is not None and not preview_vae.is_taehv:
-            vae_encoder = _VAEEncoderOnDevice(preview_vae)  # Krea re-encodes a decoded frame: full VAE
-        else:
-            log.warning(
-                "Streaming AR Sampler: %s re-encodes a decoded frame as each chunk's first context latent, "
-                "which needs the full Wan VAE; without it (preview_vae empty or a TAEHV) the first latent "
-                "frame is kept as the anchor instead (Krea's keep_first_frame). Connect the Wan VAE to "
-                "preview_vae for the reference behaviour.",
-                p.name,
+        image = cond.image
+        if preview_vae is not None:
+            _check_latent_channels(
+                preview_vae,
+                model.config.out_dim,
+                "this DiT makes",
+                prefix="Streaming AR Sampler: preview_vae ",
             )
-            p = p.with_overrides(kv_recompute_anchor="first_frame")
-    prompt_id, node_id = rt.executing_ids()
-    progress_box: dict = {}
+        vae_encoder = _VAEEncoderOnDevice(image.vae) if image is not None else None
+        if p.kv_recompute_frames and p.kv_recompute_anchor == "reencode":
+            if preview_vae is not None and not preview_vae.is_taehv:
+                vae_encoder = _VAEEncoderOnDevice(preview_vae)  # Krea re-encodes a decoded frame: full VAE
+            else:
+                log.warning(
+                    "Streaming AR Sampler: %s re-encodes a decoded frame as each chunk's first context latent, "
+                    "which needs the full Wan VAE; without it (preview_vae empty or a TAEHV) the first latent "
+                    "frame is kept as the anchor instead (Krea's keep_first_frame). Connect the Wan VAE to "
+                    "preview_vae for the reference behaviour.",
+                    p.name,
+                )
+                p = p.with_overrides(kv_recompute_anchor="first_frame")
+        prompt_id, node_id = rt.executing_ids()
+        progress_box: dict = {}
 
-    def on_step(done: int, total: int | None, chunk: int) -> None:
-        reporter = progress_box.get("reporter")
-        if reporter is not None:
-            reporter.step(chunk, done - 1 - chunk * reporter.steps_per_chunk)
+        def on_step(done: int, total: int | None, chunk: int) -> None:
+            reporter = progress_box.get("reporter")
+            if reporter is not None:
+                reporter.step(chunk, done - 1 - chunk * reporter.steps_per_chunk)
 
-    clip_features = image.clip_features if image is not None else None
-    # kept between jobs: a job of the same preset / window / models starts on the previous job's KV
-    # cache and CUDA graphs (warm_rollout.py); the job's own encoder / decoder / callbacks come with rebind
-    key = (p, None if dit_low_noise is None else weakref.ref(dit_low_noise.model))
-    pipe = dit.warm.acquire(
-        key,
-        lambda: StreamingPipeline(model, p, cuda_graphs=dit.options.cuda_graphs, compile=dit.options.compile),
-    )
-    pipe.rebind(
-        vae=vae_encoder,
-        decoder=_PreviewDecoder(preview_vae) if preview_vae is not None else None,
-        clip_vision=(lambda _img: clip_features.to(dit.device)) if clip_features is not None else None,
-        progress=on_step,
-        interrupt=rt.check_interrupt,  # raises ComfyUI's interrupt exception before the next step
-    )
-    first = cond.segments[0]
-    switches = {s.start_chunk: s.context.to(dit.device) for s in cond.segments[1:]}
-    # No host sync per chunk on CUDA: latents go to pinned memory asynchronously (one sync at the end);
-    # the preview (decoded by the pipeline, on a side stream when overlap_decode is on) is turned into
-    # JPEGs and sent on a writer thread, so the GPU goes on with the next chunk meanwhile. Without a
-    # side stream (CPU) each chunk's preview is sent before the next chunk starts.
-    latents = []
-    try:
-        # make room for a new KV cache before allocating it: ComfyUI unloads its own models if needed
-        num_frames, num_chunks = (None, chunks) if chunks > 0 else (frames, None)
-        kept = pipe.state.cache.kv_nbytes() if pipe.state is not None and pipe.state.cache is not None else 0
-        need = pipe.planned_cache_nbytes(height, width, num_frames=num_frames, num_chunks=num_chunks) - kept
-        if need > 0:
-            rt.free_memory_bytes(need, dit.device, keep=dit.warm.handles())
-        pipe.initialize_cache(
-            first.context.to(dit.device),
-            image=image.image if image is not None else None,
-            height=height,
-            width=width,
-            num_frames=num_frames,
-            num_chunks=num_chunks,
-            seed=seed,
-            negative_prompt=first.negative_context.to(dit.device)
-            if first.negative_context is not None
-            else None,
-            prompt_switches=None,
+        clip_features = image.clip_features if image is not None else None
+        # kept between jobs: a job of the same preset / window / models starts on the previous job's KV
+        # cache and CUDA graphs (warm_rollout.py); the job's own encoder / decoder / callbacks come with rebind
+        key = (p, None if dit_low_noise is None else weakref.ref(dit_low_noise.model))
+        pipe = dit.warm.acquire(
+            key,
+            lambda: StreamingPipeline(
+                model, p, cuda_graphs=dit.options.cuda_graphs, compile=dit.options.compile
+            ),
         )
-        num_chunks = pipe.num_chunks
-        late = sorted(c for c in switches if c >= num_chunks)
-        if late:
-            log.warning(
-                "Streaming AR Sampler: prompt switches at chunks %s are after the last chunk (%d)",
-                late,
-                num_chunks - 1,
+        pipe.rebind(
+            vae=vae_encoder,
+            decoder=_PreviewDecoder(preview_vae) if preview_vae is not None else None,
+            clip_vision=(lambda _img: clip_features.to(dit.device)) if clip_features is not None else None,
+            progress=on_step,
+            interrupt=rt.check_interrupt,  # raises ComfyUI's interrupt exception before the next step
+        )
+        first = cond.segments[0]
+        switches = {s.start_chunk: s.context.to(dit.device) for s in cond.segments[1:]}
+        # No host sync per chunk on CUDA: latents go to pinned memory asynchronously (one sync at the end);
+        # the preview (decoded by the pipeline, on a side stream when overlap_decode is on) is turned into
+        # JPEGs and sent on a writer thread, so the GPU goes on with the next chunk meanwhile. Without a
+        # side stream (CPU) each chunk's preview is sent before the next chunk starts.
+        latents = []
+        try:
+            # make room for a new KV cache before allocating it: ComfyUI unloads its own models if needed
+            num_frames, num_chunks = (None, chunks) if chunks > 0 else (frames, None)
+            kept = (
+                pipe.state.cache.kv_nbytes() if pipe.state is not None and pipe.state.cache is not None else 0
             )
-        for c in [c for c in switches if c < num_chunks]:
-            pipe.switch_prompt(switches[c], c)
-        steps_per_chunk = pipe.total_steps // num_chunks
-        progress_box["reporter"] = reporter = rt.StepProgress(num_chunks, steps_per_chunk, node_id, prompt_id)
-        sender = _PreviewSender(reporter, fps=float(p.fps))
-        background = preview_vae is not None and _previews_in_background(pipe)
-        with BackgroundFrameWriter(sender) if background else _InlinePreview(sender) as previews:
-            for i in range(num_chunks):
-                result = pipe.generate(i)  # [1, C, n, h, w] normalized
-                latents.append(_to_host_async(result.latents))
-                if preview_vae is not None:
-                    previews.submit(result)
-                rt.check_interrupt()
-                pipe.finalize(i)
-        if dit.device.type == "cuda":
-            torch.cuda.current_stream(dit.device).synchronize()  # the async latent copies are done
-    except BaseException:
-        dit.warm.drop()  # the KV cache goes now when the job is interrupted or fails (maybe half-written)
+            need = (
+                pipe.planned_cache_nbytes(height, width, num_frames=num_frames, num_chunks=num_chunks) - kept
+            )
+            if need > 0:
+                in_use = tuple(h for r in residents if r is not None for h in r.handles())
+                rt.free_memory_bytes(need, dit.device, keep=dit.warm.handles() + in_use)
+            pipe.initialize_cache(
+                first.context.to(dit.device),
+                image=image.image if image is not None else None,
+                height=height,
+                width=width,
+                num_frames=num_frames,
+                num_chunks=num_chunks,
+                seed=seed,
+                negative_prompt=first.negative_context.to(dit.device)
+                if first.negative_context is not None
+                else None,
+                prompt_switches=None,
+            )
+            num_chunks = pipe.num_chunks
+            late = sorted(c for c in switches if c >= num_chunks)
+            if late:
+                log.warning(
+                    "Streaming AR Sampler: prompt switches at chunks %s are after the last chunk (%d)",
+                    late,
+                    num_chunks - 1,
+                )
+            for c in [c for c in switches if c < num_chunks]:
+                pipe.switch_prompt(switches[c], c)
+            steps_per_chunk = pipe.total_steps // num_chunks
+            progress_box["reporter"] = reporter = rt.StepProgress(
+                num_chunks, steps_per_chunk, node_id, prompt_id
+            )
+            sender = _PreviewSender(reporter, fps=float(p.fps))
+            background = preview_vae is not None and _previews_in_background(pipe)
+            with BackgroundFrameWriter(sender) if background else _InlinePreview(sender) as previews:
+                for i in range(num_chunks):
+                    result = pipe.generate(i)  # [1, C, n, h, w] normalized
+                    latents.append(_to_host_async(result.latents))
+                    if preview_vae is not None:
+                        previews.submit(result)
+                    rt.check_interrupt()
+                    pipe.finalize(i)
+            if dit.device.type == "cuda":
+                torch.cuda.current_stream(dit.device).synchronize()  # the async latent copies are done
+        except BaseException:
+            dit.warm.drop()  # the KV cache goes now when the job is interrupted or fails (maybe half-written)
+            rt.release_memory()
+            raise
+        pipe.end_video()
+        dit.warm.keep(dit.device)
+        del pipe
         rt.release_memory()
-        raise
-    pipe.end_video()
-    dit.warm.keep(dit.device)
-    del pipe
-    rt.release_memory()
-    return to_raw(torch.cat(latents, dim=2))
+        return to_raw(torch.cat(latents, dim=2))
 
 
 def _sample_on_workers(
@@ -652,10 +689,11 @@ def decode_latent(vae: LoadedVAE, latent: torch.Tensor, chunk_frames: int) -> to
     if latent.shape[0] != 1:
         raise ValueError(f"VAE Decode Chunk: decodes one video at a time, got a batch of {latent.shape[0]}")
     z = to_normalized(latent.float())
-    decoder = _ChunkDecoder(vae)
     out = []
-    for start in range(0, z.shape[2], chunk_frames):
-        rt.check_interrupt()
-        out.append(decoder(z[:, :, start : start + chunk_frames]))
+    with ResidentModel.using(vae.resident):
+        decoder = _ChunkDecoder(vae)
+        for start in range(0, z.shape[2], chunk_frames):
+            rt.check_interrupt()
+            out.append(decoder(z[:, :, start : start + chunk_frames]))
     rt.release_memory()
     return torch.cat(out, dim=0)

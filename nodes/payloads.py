@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from .resident_model import ResidentModel
 from .warm_rollout import WarmRollout
 
 
@@ -39,6 +40,8 @@ class LoadedDiT:
     lora_strength: float = 1.0
     # the Streaming AR Sampler's pipeline kept between jobs (KV cache + CUDA graphs), see warm_rollout.py
     warm: WarmRollout = field(default_factory=WarmRollout, repr=False)
+    # registration with ComfyUI's model management (it may offload the model), see resident_model.py
+    resident: ResidentModel | None = field(default=None, repr=False)
 
     @property
     def config(self) -> Any:
@@ -57,6 +60,7 @@ class LoadedVAE:
     temporal_stride: int  # 4
     dtype: torch.dtype
     device: torch.device
+    resident: ResidentModel | None = field(default=None, repr=False)  # see resident_model.py
 
     @property
     def is_taehv(self) -> bool:

@@ -19,7 +19,6 @@ pipeline goes with the loaded model.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Callable, Hashable
 
 from . import comfy_runtime as rt
@@ -77,7 +76,9 @@ class WarmRollout:
         nbytes = self._pipe.cache_nbytes() if self._pipe.state is not None else 0
         if self._hold is None or self._held_nbytes != nbytes:  # new, or the cache was resized (video size)
             self._hold = None  # unregisters the old size
-            self._hold = rt.hold_memory(nbytes, device, _weak_call(self._released_by_comfy))
+            self._hold = rt.hold_memory(
+                nbytes, device, rt.weak_call(self.release_from_comfy), name="Streaming AR Sampler KV cache"
+            )
             self._held_nbytes = nbytes
             if self._hold is None:
                 self.drop()
@@ -85,7 +86,7 @@ class WarmRollout:
     def drop(self) -> None:
         """Free the kept pipeline now (its KV cache and graphs) and unregister its memory: the last
         reference to the handle goes, and ComfyUI forgets a model that is gone. Not to be called
-        from inside ComfyUI's unloading (``_released_by_comfy``), which iterates its model list."""
+        from inside ComfyUI's unloading (``release_from_comfy``), which iterates its model list."""
         self._retired.clear()
         self._hold = None
         self._busy = self._release_requested = False
@@ -96,8 +97,9 @@ class WarmRollout:
         if pipe is not None:
             pipe.release()
 
-    def _released_by_comfy(self) -> None:
-        """ComfyUI unloads the kept memory (``hold_memory``'s ``on_release``)."""
+    def release_from_comfy(self) -> None:
+        """ComfyUI unloads the kept memory (``hold_memory``'s ``on_release``), or the DiT it runs on (its
+        CUDA graphs read the weights by address). May run inside ComfyUI's unloading loop."""
         if self._busy:  # the job running now uses it: drop it when the job ends
             self._release_requested = True
             return
@@ -108,16 +110,3 @@ class WarmRollout:
             self._retired.append(self._hold)
         self._hold = None
         self._free_pipeline()
-
-
-def _weak_call(method):
-    """A callable that calls ``method`` while its object lives: the registered handle must not keep
-    the ``WarmRollout`` (and its pipeline) alive once the loaded DiT is gone."""
-    ref = weakref.WeakMethod(method)
-
-    def call():
-        m = ref()
-        if m is not None:
-            m()
-
-    return call

@@ -66,14 +66,18 @@ class HeldMemory:
 
     held: list = []  # [HeldMemory], in registration order, while registered
 
-    def __init__(self, nbytes, device, on_release):
-        self.nbytes, self.device, self.on_release = nbytes, device, on_release
+    def __init__(self, nbytes, device, on_release, name=""):
+        self.nbytes, self.device, self.on_release, self.name = nbytes, device, on_release, name
 
     @classmethod
-    def register(cls, nbytes, device, on_release):
-        h = cls(nbytes, device, on_release)
+    def register(cls, nbytes, device, on_release, name=""):
+        h = cls(nbytes, device, on_release, name)
         cls.held.append(h)
         return h
+
+    @classmethod
+    def named(cls, text: str) -> list:
+        return [h for h in cls.held if text in h.name]
 
     @classmethod
     def unload_all(cls) -> None:

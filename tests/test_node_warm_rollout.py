@@ -82,7 +82,8 @@ def test_second_job_replays_the_first_jobs_graphs_and_equals_a_cold_job(env):
     cache = pipe.state.cache
     captured, replayed = runner.captures, runner.replays
     assert captured == CHUNKS  # one graph per KV fill level
-    assert len(HeldMemory.held) == 1 and HeldMemory.held[0].nbytes == cache.nbytes() > 0
+    kv = HeldMemory.named("KV cache")
+    assert len(kv) == 1 and kv[0].nbytes == cache.nbytes() > 0
 
     other_prompt = _sample(env, seed=4, cond=_cond(6))  # another prompt and seed: same geometry
     again = _sample(env)
@@ -91,7 +92,7 @@ def test_second_job_replays_the_first_jobs_graphs_and_equals_a_cold_job(env):
     assert runner.captures == captured  # nothing captured again ...
     passes = 2 * (CHUNKS * 4 + CHUNKS - 1)  # 4 denoising steps + a context pass (not after the last)
     assert runner.replays - replayed == passes  # ... and every pass of both jobs replayed
-    assert len(HeldMemory.held) == 1  # registered once
+    assert len(HeldMemory.named("KV cache")) == 1  # registered once
     torch.testing.assert_close(again, first, rtol=0, atol=0)
     assert not torch.equal(other_prompt, first)
 
@@ -111,7 +112,8 @@ def test_another_size_or_window_replaces_the_kept_state(env):
     # another video size: the same pipeline, a new KV cache (the old one freed first), its size registered
     assert warm.builds == 1 and warm.pipeline is pipe and pipe.state.cache is not small
     big = pipe.state.cache.nbytes()
-    assert big > small.nbytes() and warm._hold is HeldMemory.held[-1] and HeldMemory.held[-1].nbytes == big
+    kv = HeldMemory.named("KV cache")
+    assert big > small.nbytes() and warm._hold is kv[-1] and kv[-1].nbytes == big
     # another attention window: another preset, a new pipeline; the old one freed
     _sample(env, window=6)
     assert warm.builds == 2 and warm.pipeline is not pipe and pipe.state is None
@@ -150,7 +152,7 @@ def test_comfyui_unloading_frees_the_kept_pipeline(env):
     HeldMemory.unload_all()  # "Free model and node cache" / memory for ComfyUI's own models
     assert warm.pipeline is None and kept.state is None
     again = _sample(env)
-    assert warm.builds == 2 and len(HeldMemory.held) == 1  # registered again
+    assert warm.builds == 2 and len(HeldMemory.named("KV cache")) == 1  # registered again
     torch.testing.assert_close(again, first, rtol=0, atol=0)
 
 
@@ -172,7 +174,7 @@ def test_unloading_during_a_job_frees_it_when_the_job_ends(env, monkeypatch):
 
 
 def test_not_kept_when_comfyui_cannot_be_told(env, monkeypatch):
-    monkeypatch.setattr(rt, "hold_memory", lambda nbytes, device, on_release: None)
+    monkeypatch.setattr(rt, "hold_memory", lambda nbytes, device, on_release, name="": None)
     _sample(env)
     assert env["dit"].warm.pipeline is None
 
@@ -192,5 +194,6 @@ def test_kept_rollout_replays_real_cuda_graphs(files, monkeypatch):
     assert dit.warm.reuses == 1 and runner.captures == captured
     assert runner.replays - replayed == CHUNKS * 4 + CHUNKS - 1
     torch.testing.assert_close(again, first, rtol=1e-3, atol=1e-3)
-    assert HeldMemory.held[0].device.type == "cuda" and HeldMemory.held[0].nbytes > 0
+    kv = HeldMemory.named("KV cache")
+    assert kv[0].device.type == "cuda" and kv[0].nbytes > 0
     dit.warm.drop()

@@ -71,6 +71,9 @@ def test_other_errors_pass_through_and_alloc_failures_count_as_oom():
     with pytest.raises(ValueError, match="not memory"):
         bad()
     assert is_out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate"))
+    assert is_out_of_memory(
+        RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 9 GB")
+    )
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
 
 
@@ -171,13 +174,15 @@ def test_node_sampler_makes_room_first_and_drops_the_kept_rollout_on_oom(files, 
 
     sample()
     need = dit.warm.pipeline.state.cache.kv_nbytes()
-    assert FreedMemory.calls == [(need, dit.device, ())]  # room for the KV cache asked before allocating it
+    # room for the KV cache asked before allocating it, without unloading the DiT that is about to run
+    assert FreedMemory.calls == [(need, dit.device, dit.resident.handles())] and dit.resident.handles()
     sample()
     assert len(FreedMemory.calls) == 1  # the kept cache: nothing new to allocate
     kept = dit.warm.handles()
     sample(width=files["width"] + 16)  # a bigger cache: only the difference, the kept hold protected
     (extra, _, keep) = FreedMemory.calls[-1]
-    assert extra == dit.warm.pipeline.state.cache.kv_nbytes() - need and keep == kept and len(kept) == 1
+    assert extra == dit.warm.pipeline.state.cache.kv_nbytes() - need and len(kept) == 1
+    assert keep == kept + dit.resident.handles()
 
     real = StreamingPipeline._run_chunk
     calls = {"n": 0}

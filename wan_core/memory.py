@@ -18,9 +18,12 @@ import torch
 
 __all__ = ["OutOfMemory", "is_out_of_memory", "explained_oom", "explain_oom", "gib"]
 
-# allocation failures that surface as plain RuntimeErrors (cuBLAS / cuDNN workspaces, NCCL buffers)
+# allocation failures that surface as plain RuntimeErrors (cuBLAS / cuDNN workspaces, NCCL buffers), and
+# the CPU allocator's (a model or cache too large for the RAM)
 _OOM_MARKERS = (
     "out of memory",
+    "DefaultCPUAllocator: not enough memory",
+    "DefaultCPUAllocator: can't allocate memory",
     "CUBLAS_STATUS_ALLOC_FAILED",
     "CUDNN_STATUS_ALLOC_FAILED",
     "cudaErrorMemoryAllocation",

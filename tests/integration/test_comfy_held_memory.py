@@ -2,7 +2,8 @@
 ``comfy`` package of the ComfyUI the integration tests boot, imported in a subprocess with ``--cpu``):
 what the pack keeps between jobs is listed as a loaded model; other models loading leave it; ComfyUI
 unloading everything (``POST /free``) calls its release exactly once and leaves ComfyUI's list
-consistent, also when other models are unloaded in the same loop (letting go of the handle inside that
+consistent, also when other models are unloaded in the same loop; a loaded model of the pack
+(``ResidentModel``) is offloaded by ComfyUI and registered again when used (letting go of the handle inside that
 loop would run ComfyUI's dead-model clean-up in the middle of it); dropping the handle unregisters it."""
 
 import subprocess
@@ -38,9 +39,17 @@ SCRIPT = textwrap.dedent(
         mm.load_models_gpu([m])
         return m
 
-    # 1. registered as a loaded model of its size; another model loading leaves it
+    # 1. registered as a loaded model of its size, without asking ComfyUI to free anything (the memory
+    #    is already allocated); another model loading leaves it
     released = []
+    # (on a GPU ``load_models_gpu`` frees ~1 GB of headroom first: neither it nor free_memory may run)
+    free_calls = []
+    real_free, real_load = mm.free_memory, mm.load_models_gpu
+    mm.free_memory = lambda *a, **k: (free_calls.append("free_memory"), real_free(*a, **k))[1]
+    mm.load_models_gpu = lambda *a, **k: (free_calls.append("load_models_gpu"), real_load(*a, **k))[1]
     h = rt.hold_memory(64 << 20, dev, lambda: released.append(1))
+    assert free_calls == [], free_calls
+    mm.free_memory, mm.load_models_gpu = real_free, real_load
     assert h is not None and h in mm.loaded_models(), mm.loaded_models()
     assert h.model_size() == 64 << 20 and h.loaded_size() == 64 << 20
     a = other_model(8)
@@ -98,6 +107,30 @@ SCRIPT = textwrap.dedent(
     assert warm.pipeline is None and p2b.released == 1
     gc.collect()
     assert mm.current_loaded_models == []
+
+    # 5. a loaded model (ResidentModel): registered with its size; ComfyUI unloading it calls its
+    #    offload (and on_offload) once; using it registers it again; an unload while it runs waits
+    from wanstream_nodes.resident_model import ResidentModel, module_nbytes
+
+    offloaded = []
+    net = torch.nn.Linear(32, 32)
+    res = ResidentModel(net, dev, "Load Wan DiT (test)", on_offload=lambda: offloaded.append(1))
+    res.register()
+    assert held_sizes() == [module_nbytes(net)]
+    e = other_model(6)
+    mm.unload_all_models()
+    assert res.offloaded and offloaded == [1] and mm.current_loaded_models == []
+    with ResidentModel.using(res):
+        assert not res.offloaded and held_sizes() == [module_nbytes(net)]
+        mm.unload_all_models()  # while it runs
+        assert not res.offloaded
+    assert res.offloaded and offloaded == [1, 1]
+    with ResidentModel.using(res):
+        pass
+    assert held_sizes() == [module_nbytes(net)]
+    del res
+    gc.collect()
+    assert held_sizes() == []  # a dropped model is forgotten
     print("HELD-MEMORY-OK")
     """
 )

@@ -1,0 +1,114 @@
+"""A pack model (DiT, Wan VAE, TAEHV) on the GPU between jobs, known to ComfyUI's model management.
+
+ComfyUI frees GPU memory for its own models by unloading the models it knows. Registered here
+(``comfy_runtime.hold_memory``, the model's size), a loaded DiT or VAE is one of them: when ComfyUI
+needs the room (a UMT5 encoder or another workflow's model loading, "Free model and node cache") it
+asks, and the model moves to the CPU (``offload_device``); ``ResidentModel.using(...)`` moves it back
+before a node runs it, asking ComfyUI to make room first. A request that comes while the model runs is
+carried out when it is done. What depends on the weights' addresses (the sampler's kept CUDA graphs,
+``warm_rollout.py``) is released through ``on_offload``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+
+import torch
+
+from . import comfy_runtime as rt
+
+log = logging.getLogger("wan_stream")
+
+
+def module_nbytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+
+
+class ResidentModel:
+    """One model's residency: on ``device`` and registered with ComfyUI, or offloaded by ComfyUI."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: torch.device,
+        name: str,
+        offload_device: torch.device | str = "cpu",
+        on_offload: Callable[[], None] | None = None,
+    ):
+        self.model = model
+        self.device = torch.device(device)
+        self.offload_device = torch.device(offload_device)
+        self.name = name
+        self.on_offload = on_offload
+        self.offloaded = False
+        self.offloads = 0  # times ComfyUI moved it off the device
+        self._hold = None
+        self._retired: list = []  # handles ComfyUI unloaded: let go outside its unloading loop
+        self._busy = 0
+        self._offload_requested = False
+
+    def handles(self) -> tuple:
+        return () if self._hold is None else (self._hold,)
+
+    def register(self) -> None:
+        """Tell ComfyUI the model is loaded (its size on the device); once per load."""
+        self._retired.clear()
+        if self._hold is None and not self.offloaded:
+            self._hold = rt.hold_memory(
+                module_nbytes(self.model), self.device, rt.weak_call(self._offload_by_comfy), name=self.name
+            )
+
+    def _acquire(self, keep: tuple) -> None:
+        self._retired.clear()
+        if self.offloaded:
+            rt.free_memory_bytes(module_nbytes(self.model), self.device, keep=keep)
+            self.model.to(self.device)
+            self.offloaded = False
+            log.info("%s: moved back to %s (ComfyUI had offloaded it)", self.name, self.device)
+        self.register()
+        self._busy += 1
+
+    def _release(self) -> None:
+        self._busy -= 1
+        if not self._busy and self._offload_requested:
+            self._offload_requested = False
+            self._hold = None  # ComfyUI already dropped its entry
+            self._offload()
+
+    def _offload_by_comfy(self) -> None:
+        """ComfyUI unloads the model (``hold_memory``'s ``on_release``): inside its unloading loop."""
+        if self._busy:  # running now: offload when it is done
+            self._offload_requested = True
+            return
+        if self._hold is not None:
+            self._retired.append(self._hold)  # let go later, outside ComfyUI's loop
+        self._hold = None
+        self._offload()
+
+    def _offload(self) -> None:
+        if self.on_offload is not None:
+            self.on_offload()  # e.g. CUDA graphs that read the weights by address
+        if self.offload_device != self.device:
+            self.model.to(self.offload_device)
+            log.info("%s: offloaded to %s for ComfyUI's other models", self.name, self.offload_device)
+        self.offloaded = True
+        self.offloads += 1
+
+    @staticmethod
+    @contextlib.contextmanager
+    def using(*residents: ResidentModel | None):
+        """Around running these models: each on its device and registered (room made first, without
+        unloading the others); ComfyUI's requests to offload them wait until the block ends."""
+        rs = [r for r in residents if r is not None]
+        entered = []
+        try:
+            for r in rs:
+                keep = tuple(h for o in rs if o is not r for h in o.handles())
+                r._acquire(keep)
+                entered.append(r)
+            yield
+        finally:
+            for r in reversed(entered):
+                r._release()
