@@ -69,14 +69,19 @@ def weak_call(method):
 
 
 def free_memory_bytes(nbytes: int, device: torch.device, keep: tuple = ()) -> None:
-    """Ask ComfyUI to unload its own models until ``nbytes`` more fit on ``device`` (a GPU), keeping the
-    models registered under the handles in ``keep`` (``hold_memory``)."""
+    """Ask ComfyUI to unload models until ``nbytes`` more (and its inference headroom) fit on ``device``
+    (a GPU), keeping the models registered under the handles in ``keep`` (``hold_memory``)."""
     if torch.device(device).type == "cpu":
         return
     import comfy.model_management as mm
 
+    _free_memory_bytes(mm, nbytes, device, keep)
+
+
+def _free_memory_bytes(mm, nbytes: int, device: torch.device, keep: tuple) -> None:
     keep_loaded = [lm for lm in mm.current_loaded_models if any(lm.model is h for h in keep)]
-    mm.free_memory(int(nbytes), device, keep_loaded=keep_loaded)
+    # plus ComfyUI's own headroom for running a model (~1 GB + its reserve), as load_models_gpu asks
+    mm.free_memory(int(nbytes) + int(mm.minimum_inference_memory()), device, keep_loaded=keep_loaded)
 
 
 def release_memory() -> None:

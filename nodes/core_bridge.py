@@ -224,12 +224,10 @@ def encode_prompt_schedule(
 def _image_oom(cond, vae, image, clip_path=None):
     from wan_core.memory import FREE_THE_GPU
 
-    size = "x".join(str(n) for n in tuple(image.shape)[-3:-1][::-1]) if image.ndim == 4 else "?"
-    return (
-        f"encoding the start image ({size}) with {vae.path}",
-        vae.device,
-        ["a smaller start image / video size (width / height)", FREE_THE_GPU],
+    what = (
+        f"loading / running the CLIP vision encoder {clip_path}" if clip_path else "preparing the start image"
     )
+    return what, rt.torch_device(), [FREE_THE_GPU]
 
 
 @explain_oom(_image_oom)
@@ -530,21 +528,23 @@ def sample(
                 model, p, cuda_graphs=dit.options.cuda_graphs, compile=dit.options.compile
             ),
         )
-        pipe.rebind(
-            vae=vae_encoder,
-            decoder=_PreviewDecoder(preview_vae) if preview_vae is not None else None,
-            clip_vision=(lambda _img: clip_features.to(dit.device)) if clip_features is not None else None,
-            progress=on_step,
-            interrupt=rt.check_interrupt,  # raises ComfyUI's interrupt exception before the next step
-        )
         first = cond.segments[0]
-        switches = {s.start_chunk: s.context.to(dit.device) for s in cond.segments[1:]}
         # No host sync per chunk on CUDA: latents go to pinned memory asynchronously (one sync at the end);
         # the preview (decoded by the pipeline, on a side stream when overlap_decode is on) is turned into
         # JPEGs and sent on a writer thread, so the GPU goes on with the next chunk meanwhile. Without a
         # side stream (CPU) each chunk's preview is sent before the next chunk starts.
         latents = []
-        try:
+        try:  # from here on a failure drops the kept pipeline (and clears its "in use" mark)
+            pipe.rebind(
+                vae=vae_encoder,
+                decoder=_PreviewDecoder(preview_vae) if preview_vae is not None else None,
+                clip_vision=(lambda _img: clip_features.to(dit.device))
+                if clip_features is not None
+                else None,
+                progress=on_step,
+                interrupt=rt.check_interrupt,  # raises ComfyUI's interrupt exception before the next step
+            )
+            switches = {s.start_chunk: s.context.to(dit.device) for s in cond.segments[1:]}
             # make room for a new KV cache before allocating it: ComfyUI unloads its own models if needed
             num_frames, num_chunks = (None, chunks) if chunks > 0 else (frames, None)
             kept = (
@@ -599,8 +599,11 @@ def sample(
             dit.warm.drop()  # the KV cache goes now when the job is interrupted or fails (maybe half-written)
             rt.release_memory()
             raise
-        pipe.end_video()
-        dit.warm.keep(dit.device)
+        if p.is_autoregressive:
+            pipe.end_video()
+            dit.warm.keep(dit.device)
+        else:  # whole-video presets: no KV cache, no graphs -- nothing a next job gains from
+            dit.warm.drop()
         del pipe
         rt.release_memory()
         return to_raw(torch.cat(latents, dim=2))

@@ -73,7 +73,7 @@ class WarmRollout:
         if self._release_requested:
             self.drop()
             return
-        nbytes = self._pipe.cache_nbytes() if self._pipe.state is not None else 0
+        nbytes = self._pipe.held_nbytes()
         if self._hold is None or self._held_nbytes != nbytes:  # new, or the cache was resized (video size)
             self._hold = None  # unregisters the old size
             self._hold = rt.hold_memory(

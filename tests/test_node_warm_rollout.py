@@ -83,7 +83,9 @@ def test_second_job_replays_the_first_jobs_graphs_and_equals_a_cold_job(env):
     captured, replayed = runner.captures, runner.replays
     assert captured == CHUNKS  # one graph per KV fill level
     kv = HeldMemory.named("KV cache")
-    assert len(kv) == 1 and kv[0].nbytes == cache.nbytes() > 0
+    assert (
+        len(kv) == 1 and kv[0].nbytes == pipe.held_nbytes() > cache.nbytes() > 0
+    )  # + the prompt's cross K/V
 
     other_prompt = _sample(env, seed=4, cond=_cond(6))  # another prompt and seed: same geometry
     again = _sample(env)
@@ -113,7 +115,7 @@ def test_another_size_or_window_replaces_the_kept_state(env):
     assert warm.builds == 1 and warm.pipeline is pipe and pipe.state.cache is not small
     big = pipe.state.cache.nbytes()
     kv = HeldMemory.named("KV cache")
-    assert big > small.nbytes() and warm._hold is kv[-1] and kv[-1].nbytes == big
+    assert big > small.nbytes() and warm._hold is kv[-1] and kv[-1].nbytes == pipe.held_nbytes() > big
     # another attention window: another preset, a new pipeline; the old one freed
     _sample(env, window=6)
     assert warm.builds == 2 and warm.pipeline is not pipe and pipe.state is None
@@ -197,3 +199,67 @@ def test_kept_rollout_replays_real_cuda_graphs(files, monkeypatch):
     kv = HeldMemory.named("KV cache")
     assert kv[0].device.type == "cuda" and kv[0].nbytes > 0
     dit.warm.drop()
+
+
+def _cond_switch(switch_at):
+    g = torch.Generator().manual_seed(5)
+    segs = [PromptSegment(0, "a", torch.randn(1, 6, TEXT_DIM, generator=g))]
+    if switch_at is not None:
+        segs.append(PromptSegment(switch_at, "b", torch.randn(1, 6, TEXT_DIM, generator=g)))
+    return StreamConditioning(segments=tuple(segs))
+
+
+def _job(env, preset, switch_at=None, chunks=4):
+    info = env["info"]
+    return core_bridge.sample(
+        env["dit"], _cond_switch(switch_at), width=info["width"], height=info["height"], frames=1, preset=preset,
+        seed=3, window_frames=-1, sink_frames=-1, chunks=chunks,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "preset,switches",
+    [
+        ("rolling-forcing-1.3b", (None, None)),  # its own window cache (RollingWindowCache)
+        ("krea-realtime-14b", (None, None)),  # KV recompute before every chunk
+        ("longlive-1.3b", (2, None)),  # a prompt switch, then a job without
+        ("longlive-1.3b", (None, 2)),  # and the other way round
+    ],
+)
+def test_kept_pipeline_equals_a_cold_one_for_every_scheme(env, preset, switches):
+    warm = env["dit"].warm
+    _job(env, preset, switches[0])
+    kept = _job(env, preset, switches[1])
+    assert warm.builds == 1 and warm.reuses == 1
+    kv = HeldMemory.named("KV cache")[-1]
+    assert kv.nbytes == warm.pipeline.held_nbytes() > warm.pipeline.state.cache.nbytes()  # + the cross K/V
+    warm.drop()
+    cold = _job(env, preset, switches[1])
+    torch.testing.assert_close(kept, cold, rtol=0, atol=0)
+
+
+def test_whole_video_presets_are_not_kept(env):
+    info = env["info"]
+    g = torch.Generator().manual_seed(5)
+    pos, neg = torch.randn(1, 6, TEXT_DIM, generator=g), torch.randn(1, 6, TEXT_DIM, generator=g)
+    cond = StreamConditioning(segments=(PromptSegment(0, "a", pos, negative_context=neg),))
+    core_bridge.sample(
+        env["dit"], cond, width=info["width"], height=info["height"], frames=5, preset="wan2.1-t2v-1.3b",
+        seed=3, window_frames=-1, sink_frames=-1, chunks=0,
+    )  # fmt: skip
+    assert env["dit"].warm.pipeline is None and HeldMemory.named("KV cache") == []
+
+
+def test_a_failure_before_the_first_chunk_clears_the_in_use_mark(env, monkeypatch):
+    warm = env["dit"].warm
+    _sample(env)
+
+    def broken(self, **kw):
+        raise RuntimeError("rebind failed")
+
+    monkeypatch.setattr(pipeline_mod.StreamingPipeline, "rebind", broken)
+    with pytest.raises(RuntimeError, match="rebind failed"):
+        _sample(env)
+    assert warm.pipeline is None and not warm._busy
+    HeldMemory.unload_all()  # nothing is left that ComfyUI cannot free
+    assert warm.pipeline is None

@@ -237,3 +237,58 @@ def test_cli_oom_is_a_clear_error_and_leaves_no_file(files, tmp_path, monkeypatc
     assert "--window" in err and "Tried to allocate 2.00 GiB" in err
     assert "--decoder taehv" not in err  # already the TAEHV
     assert not out.exists()
+
+
+def test_rolling_forcing_oom_is_explained_too(files, monkeypatch):
+    from wan_core.rollout.loading import build_pipeline
+    from wan_core.rollout.presets import get_preset
+
+    pipe = build_pipeline(get_preset("rolling-forcing-1.3b"), files["paths"], device="cpu", decoder="none")
+    h, w = files["height"], files["width"]
+    planned = pipe.planned_cache_nbytes(h, w, num_chunks=4)
+    pipe.initialize_cache(torch.randn(1, 6, TEXT_DIM), height=h, width=w, num_chunks=4)
+    assert planned == pipe.state.cache.kv_nbytes() > 0  # its own window cache, planned right
+    monkeypatch.setattr(
+        StreamingPipeline, "_guard_compile", lambda self, fn, *a, **k: (_ for _ in ()).throw(_oom())
+    )
+    with pytest.raises(OutOfMemory, match="while generating chunk 0") as info:
+        pipe.generate(0)
+    assert "shorter attention window" in str(info.value) and pipe.state is None
+
+
+def test_advice_that_fails_still_gives_the_oom_and_cleans_up():
+    cleaned = []
+
+    def describe():
+        raise AttributeError("no such field")
+
+    @explain_oom(describe, cleanup=lambda: cleaned.append(1))
+    def step():
+        raise _oom()
+
+    with pytest.raises(OutOfMemory) as info:
+        step()
+    assert (
+        cleaned == [1]
+        and "Tried to allocate 2.00 GiB" in str(info.value)
+        and "no such field" in str(info.value)
+    )
+
+
+def test_cli_reports_a_cpu_allocation_failure_as_out_of_memory(files, tmp_path, monkeypatch, capsys):
+    import wan_core.rollout.loading as loading
+
+    def fail(*a, **k):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: not enough memory: you tried to allocate 9 GB"
+        )
+
+    monkeypatch.setattr(loading, "build_pipeline", fail)
+    rc = main(
+        [
+            "generate", "--preset", "self-forcing-1.3b", "--prompt", "a fox", "--models-dir", str(files["root"]),
+            "--frames", "21", "--height", "32", "--width", "48", "--out", str(tmp_path / "x.mp4"),
+        ]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "not enough memory" in err and "--text-encoder-device cpu" in err

@@ -76,8 +76,9 @@ def test_offloaded_between_jobs_and_moved_back_before_the_next(env):
     again = _sample(env)
     assert not dit.resident.offloaded and not env["taehv"].resident.offloaded
     # room made for each model before moving it back, keeping the other model of the job loaded
-    sizes = {c[0] for c in FreedMemory.calls}
-    assert module_nbytes(dit.model) in sizes and module_nbytes(env["taehv"].model) in sizes
+    calls = {c[0]: c[2] for c in FreedMemory.calls}
+    assert module_nbytes(dit.model) in calls and module_nbytes(env["taehv"].model) in calls
+    assert calls[module_nbytes(env["taehv"].model)] == dit.resident.handles() != ()  # the DiT stays loaded
     assert len(HeldMemory.named("Load Wan DiT")) == 1 and len(HeldMemory.named("Load TAEHV")) == 1
     torch.testing.assert_close(again, first, rtol=0, atol=0)
 

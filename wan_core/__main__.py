@@ -289,7 +289,7 @@ def main(argv=None) -> int:
     import torch
 
     from wan_core.checkpoint import CheckpointError
-    from wan_core.memory import OutOfMemory
+    from wan_core.memory import OutOfMemory, is_out_of_memory
     from wan_core.rollout.model_files import MissingModelFileError
 
     args = build_parser().parse_args(argv)
@@ -305,7 +305,9 @@ def main(argv=None) -> int:
     except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except torch.OutOfMemoryError as e:  # wan_core.memory.OutOfMemory: what failed and how to fit
+    except (torch.OutOfMemoryError, RuntimeError) as e:  # OutOfMemory: what failed and how to fit
+        if not is_out_of_memory(e):
+            raise
         print(f"error: {e}", file=sys.stderr)
         if not isinstance(e, OutOfMemory):
             print(

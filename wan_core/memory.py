@@ -57,8 +57,9 @@ def explained_oom(what: str, device, fixes: Sequence[str], cause: BaseException)
 
 def explain_oom(describe: Callable[..., tuple[str, object, Sequence[str]]], cleanup: Callable | None = None):
     """Decorator: an OOM escaping the function becomes an ``OutOfMemory``. ``describe(*args, **kwargs)``
-    (the function's arguments) returns (what was being done, device, fixes); ``cleanup(*args,
-    **kwargs)``, if given, runs next (e.g. free a half-written state) before the message is made."""
+    (the function's arguments) returns (what was being done, device, fixes) for the message (a failing
+    ``describe`` gives generic advice); ``cleanup(*args, **kwargs)``, if given, runs next in any case
+    (e.g. free a half-written state)."""
 
     def decorate(fn):
         @functools.wraps(fn)
@@ -68,7 +69,11 @@ def explain_oom(describe: Callable[..., tuple[str, object, Sequence[str]]], clea
             except Exception as e:
                 if isinstance(e, OutOfMemory) or not is_out_of_memory(e):
                     raise
-                what, device, fixes = describe(*args, **kwargs)
+                try:  # before the clean-up: the advice quotes the state (window, cache size)
+                    what, device, fixes = describe(*args, **kwargs)
+                except Exception as d:  # the advice must never hide the OOM nor skip the clean-up
+                    what, device, fixes = f"running {fn.__qualname__}", "the device", [FREE_THE_GPU]
+                    fixes.append(f"(no detailed advice: {type(d).__name__}: {d})")
                 if cleanup is not None:
                     cleanup(*args, **kwargs)
                 err = explained_oom(what, device, fixes, e)

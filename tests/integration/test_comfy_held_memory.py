@@ -77,7 +77,7 @@ SCRIPT = textwrap.dedent(
         def __init__(self):
             self.state = object()
             self.released = 0
-        def cache_nbytes(self):
+        def held_nbytes(self):
             return 32 << 20
         def release(self):
             self.released += 1
@@ -131,6 +131,22 @@ SCRIPT = textwrap.dedent(
     del res
     gc.collect()
     assert held_sizes() == []  # a dropped model is forgotten
+
+    # 6. making room (free_memory_bytes, its device-independent part): with memory short, ComfyUI
+    #    unloads the other registered models but not those in keep
+    gone = []
+    k = rt.hold_memory(1 << 20, dev, lambda: gone.append("kept"))
+    o = rt.hold_memory(2 << 20, dev, lambda: gone.append("other"))
+    real_free_mem = mm.get_free_memory
+    mm.get_free_memory = lambda dev=None, torch_free_too=False: (0, 0) if torch_free_too else 0
+    try:
+        rt._free_memory_bytes(mm, 1 << 20, dev, keep=(k,))
+    finally:
+        mm.get_free_memory = real_free_mem
+    assert gone == ["other"], gone
+    assert held_sizes() == [1 << 20]
+    del k, o
+    gc.collect()
     print("HELD-MEMORY-OK")
     """
 )

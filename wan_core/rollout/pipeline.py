@@ -151,7 +151,8 @@ def _oom_described(what: str):
     """``explain_oom`` describe function for a pipeline method: (what, device, the pipeline's fixes)."""
 
     def describe(pipe, *args, **kwargs):
-        label = what.format(i=args[0]) if args and "{i}" in what else what
+        i = args[0] if args else kwargs.get("i", "?")
+        label = what.format(i=i) if "{i}" in what else what
         return label, pipe.device, pipe.oom_fixes()
 
     return describe
@@ -473,11 +474,36 @@ class StreamingPipeline:
         if not p.is_autoregressive:
             return 0
         st, sh, sw = p.vae_stride
+        lh, lw = (height or p.height) // sh, (width or p.width) // sw
+        if p.sampler == "rolling_forcing":
+            cfg, model = self.experts[0].config, self.experts[0]
+            return RollingWindowCache.planned_nbytes(
+                num_layers=cfg.num_layers,
+                batch=batch,
+                frame_tokens=(lh // cfg.patch[1]) * (lw // cfg.patch[2]),
+                num_heads=cfg.num_heads,
+                head_dim=cfg.head_dim,
+                block_frames=p.frames_per_chunk,
+                window_blocks=len(p.schedule.timesteps),
+                dtype=self.cache_dtype or model.compute_dtype,
+            )
         t = self.latent_frames_for(num_frames, st) if num_frames is not None else None
         if num_chunks is not None:
             t = num_chunks * p.frames_per_chunk
-        spec = self._cache_spec(batch, (height or p.height) // sh, (width or p.width) // sw, t)
-        return OffsetRollingKVCache.planned_nbytes(**spec)
+        return OffsetRollingKVCache.planned_nbytes(**self._cache_spec(batch, lh, lw, t))
+
+    def held_nbytes(self) -> int:
+        """Bytes the pipeline keeps between videos: the KV cache (+ visible-frame history) and the
+        prompts' cross-attention K/V (the captured graphs read them). The graphs' memory pool (about
+        one pass's activations) is not counted."""
+        st = self.state
+        if st is None:
+            return 0
+        n = self.cache_nbytes()
+        for crosses in (st.prompt.cross, st.prompt.uncond or []):
+            for c in crosses:
+                n += sum(t.numel() * t.element_size() for t in _cross_tensors(c))
+        return n
 
     def oom_fixes(self) -> list[str]:
         """What shrinks this pipeline's memory, with the current values (for out-of-memory errors)."""
@@ -493,7 +519,7 @@ class StreamingPipeline:
                 "a smaller video (width / height): the KV cache and every pass's activations grow with it"
             )
         cache = None if st is None else st.cache
-        if cache is not None:
+        if cache is not None and hasattr(cache, "window_frames"):
             fixes.append(
                 f"a shorter attention window: {cache.sink_frames} sink + {cache.window_frames} window latent frames "
                 f"hold {gib(cache.nbytes())} of KV cache (sampler window_frames / sink_frames; CLI --window / --sink)"

@@ -217,6 +217,29 @@ class RollingWindowCache:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.tensors())
 
+    def kv_nbytes(self) -> int:
+        """Bytes of the K/V buffers alone (what ``planned_nbytes`` predicts)."""
+        return sum(t.numel() * t.element_size() for t in [*self.k, *self.v])
+
+    @classmethod
+    def planned_nbytes(
+        cls,
+        num_layers: int,
+        batch: int,
+        frame_tokens: int,
+        num_heads: int,
+        head_dim: int,
+        block_frames: int,
+        window_blocks: int,
+        dtype: torch.dtype = torch.bfloat16,
+        attention_frames: int = ATTENTION_FRAMES,
+        **_: object,
+    ) -> int:
+        """Bytes of the K/V buffers ``cls(...)`` allocates, without allocating them."""
+        capacity = block_frames + attention_frames + window_blocks * block_frames
+        per_frame = batch * frame_tokens * num_heads * head_dim * torch.empty((), dtype=dtype).element_size()
+        return num_layers * (2 * capacity + block_frames) * per_frame
+
 
 class RollingForcingSampler:
     """Drives the windows; ``generate(i)`` returns chunk i's final x0, ``finalize(i)`` caches it clean.
