@@ -440,8 +440,6 @@ def sample(
 
     ``gpus`` > 1: the rollout runs on that many local worker processes (``multi_gpu``), splitting the
     DiT's tokens (``context_parallel``: "ulysses" | "ring"); the preview is decoded here."""
-    from wan_core.rollout.frame_writer import BackgroundFrameWriter
-    from wan_core.rollout.pipeline import StreamingPipeline
     from wan_core.rollout.presets import get_preset
     from wan_core.vae.latent_norm import to_raw
 
@@ -483,130 +481,134 @@ def sample(
     ]
     residents.append(cond.image.vae.resident if cond.image is not None else None)
     with ResidentModel.using(*residents):
-        model = dit.model
-        if dit_low_noise is not None:
-            from wan_core.dit import DualExpertDiT
-
-            model = DualExpertDiT(dit.model, dit_low_noise.model, p.boundary)
-
-        image = cond.image
-        if preview_vae is not None:
-            _check_latent_channels(
-                preview_vae,
-                model.config.out_dim,
-                "this DiT makes",
-                prefix="Streaming AR Sampler: preview_vae ",
-            )
-        vae_encoder = _VAEEncoderOnDevice(image.vae) if image is not None else None
-        if p.kv_recompute_frames and p.kv_recompute_anchor == "reencode":
-            if preview_vae is not None and not preview_vae.is_taehv:
-                vae_encoder = _VAEEncoderOnDevice(preview_vae)  # Krea re-encodes a decoded frame: full VAE
-            else:
-                log.warning(
-                    "Streaming AR Sampler: %s re-encodes a decoded frame as each chunk's first context latent, "
-                    "which needs the full Wan VAE; without it (preview_vae empty or a TAEHV) the first latent "
-                    "frame is kept as the anchor instead (Krea's keep_first_frame). Connect the Wan VAE to "
-                    "preview_vae for the reference behaviour.",
-                    p.name,
-                )
-                p = p.with_overrides(kv_recompute_anchor="first_frame")
-        prompt_id, node_id = rt.executing_ids()
-        progress_box: dict = {}
-
-        def on_step(done: int, total: int | None, chunk: int) -> None:
-            reporter = progress_box.get("reporter")
-            if reporter is not None:
-                reporter.step(chunk, done - 1 - chunk * reporter.steps_per_chunk)
-
-        clip_features = image.clip_features if image is not None else None
-        # kept between jobs: a job of the same preset / window / models starts on the previous job's KV
-        # cache and CUDA graphs (warm_rollout.py); the job's own encoder / decoder / callbacks come with rebind
-        key = (p, None if dit_low_noise is None else weakref.ref(dit_low_noise.model))
-        pipe = dit.warm.acquire(
-            key,
-            lambda: StreamingPipeline(
-                model, p, cuda_graphs=dit.options.cuda_graphs, compile=dit.options.compile
-            ),
+        latents = _sample_in_process(
+            dit, cond, p, width, height, frames, chunks, seed, preview_vae, dit_low_noise, residents
         )
-        first = cond.segments[0]
-        # No host sync per chunk on CUDA: latents go to pinned memory asynchronously (one sync at the end);
-        # the preview (decoded by the pipeline, on a side stream when overlap_decode is on) is turned into
-        # JPEGs and sent on a writer thread, so the GPU goes on with the next chunk meanwhile. Without a
-        # side stream (CPU) each chunk's preview is sent before the next chunk starts.
-        latents = []
-        try:  # from here on a failure drops the kept pipeline (and clears its "in use" mark)
-            pipe.rebind(
-                vae=vae_encoder,
-                decoder=_PreviewDecoder(preview_vae) if preview_vae is not None else None,
-                clip_vision=(lambda _img: clip_features.to(dit.device))
-                if clip_features is not None
-                else None,
-                progress=on_step,
-                interrupt=rt.check_interrupt,  # raises ComfyUI's interrupt exception before the next step
+    rt.release_memory()
+    return to_raw(torch.cat(latents, dim=2))
+
+
+def _sample_in_process(
+    dit, cond, p, width, height, frames, chunks, seed, preview_vae, dit_low_noise, residents
+) -> list[torch.Tensor]:
+    """The rollout in this process on the kept pipeline (``dit.warm``); normalized latent chunks on the
+    host. ``residents``: the job's models, already on their device (``ResidentModel.using``)."""
+    from wan_core.rollout.frame_writer import BackgroundFrameWriter
+    from wan_core.rollout.pipeline import StreamingPipeline
+
+    model = dit.model
+    if dit_low_noise is not None:
+        from wan_core.dit import DualExpertDiT
+
+        model = DualExpertDiT(dit.model, dit_low_noise.model, p.boundary)
+
+    image = cond.image
+    if preview_vae is not None:
+        _check_latent_channels(
+            preview_vae,
+            model.config.out_dim,
+            "this DiT makes",
+            prefix="Streaming AR Sampler: preview_vae ",
+        )
+    vae_encoder = _VAEEncoderOnDevice(image.vae) if image is not None else None
+    if p.kv_recompute_frames and p.kv_recompute_anchor == "reencode":
+        if preview_vae is not None and not preview_vae.is_taehv:
+            vae_encoder = _VAEEncoderOnDevice(preview_vae)  # Krea re-encodes a decoded frame: full VAE
+        else:
+            log.warning(
+                "Streaming AR Sampler: %s re-encodes a decoded frame as each chunk's first context latent, "
+                "which needs the full Wan VAE; without it (preview_vae empty or a TAEHV) the first latent "
+                "frame is kept as the anchor instead (Krea's keep_first_frame). Connect the Wan VAE to "
+                "preview_vae for the reference behaviour.",
+                p.name,
             )
-            switches = {s.start_chunk: s.context.to(dit.device) for s in cond.segments[1:]}
-            # make room for a new KV cache before allocating it: ComfyUI unloads its own models if needed
-            num_frames, num_chunks = (None, chunks) if chunks > 0 else (frames, None)
-            kept = (
-                pipe.state.cache.kv_nbytes() if pipe.state is not None and pipe.state.cache is not None else 0
+            p = p.with_overrides(kv_recompute_anchor="first_frame")
+    prompt_id, node_id = rt.executing_ids()
+    progress_box: dict = {}
+
+    def on_step(done: int, total: int | None, chunk: int) -> None:
+        reporter = progress_box.get("reporter")
+        if reporter is not None:
+            reporter.step(chunk, done - 1 - chunk * reporter.steps_per_chunk)
+
+    clip_features = image.clip_features if image is not None else None
+    # kept between jobs: a job of the same preset / window / models starts on the previous job's KV
+    # cache and CUDA graphs (warm_rollout.py); the job's own encoder / decoder / callbacks come with rebind
+    key = (p, None if dit_low_noise is None else weakref.ref(dit_low_noise.model))
+    pipe = dit.warm.acquire(
+        key,
+        lambda: StreamingPipeline(model, p, cuda_graphs=dit.options.cuda_graphs, compile=dit.options.compile),
+    )
+    first = cond.segments[0]
+    # No host sync per chunk on CUDA: latents go to pinned memory asynchronously (one sync at the end);
+    # the preview (decoded by the pipeline, on a side stream when overlap_decode is on) is turned into
+    # JPEGs and sent on a writer thread, so the GPU goes on with the next chunk meanwhile. Without a
+    # side stream (CPU) each chunk's preview is sent before the next chunk starts.
+    latents = []
+    try:  # from here on a failure drops the kept pipeline (and clears its "in use" mark)
+        pipe.rebind(
+            vae=vae_encoder,
+            decoder=_PreviewDecoder(preview_vae) if preview_vae is not None else None,
+            clip_vision=(lambda _img: clip_features.to(dit.device)) if clip_features is not None else None,
+            progress=on_step,
+            interrupt=rt.check_interrupt,  # raises ComfyUI's interrupt exception before the next step
+        )
+        switches = {s.start_chunk: s.context.to(dit.device) for s in cond.segments[1:]}
+        # make room for a new KV cache before allocating it: ComfyUI unloads its own models if needed
+        num_frames, num_chunks = (None, chunks) if chunks > 0 else (frames, None)
+        kept = pipe.state.cache.kv_nbytes() if pipe.state is not None and pipe.state.cache is not None else 0
+        need = pipe.planned_cache_nbytes(height, width, num_frames=num_frames, num_chunks=num_chunks) - kept
+        if need > 0:
+            in_use = tuple(h for r in residents if r is not None for h in r.handles())
+            rt.free_memory_bytes(need, dit.device, keep=dit.warm.handles() + in_use)
+        pipe.initialize_cache(
+            first.context.to(dit.device),
+            image=image.image if image is not None else None,
+            height=height,
+            width=width,
+            num_frames=num_frames,
+            num_chunks=num_chunks,
+            seed=seed,
+            negative_prompt=first.negative_context.to(dit.device)
+            if first.negative_context is not None
+            else None,
+            prompt_switches=None,
+        )
+        num_chunks = pipe.num_chunks
+        late = sorted(c for c in switches if c >= num_chunks)
+        if late:
+            log.warning(
+                "Streaming AR Sampler: prompt switches at chunks %s are after the last chunk (%d)",
+                late,
+                num_chunks - 1,
             )
-            need = (
-                pipe.planned_cache_nbytes(height, width, num_frames=num_frames, num_chunks=num_chunks) - kept
-            )
-            if need > 0:
-                in_use = tuple(h for r in residents if r is not None for h in r.handles())
-                rt.free_memory_bytes(need, dit.device, keep=dit.warm.handles() + in_use)
-            pipe.initialize_cache(
-                first.context.to(dit.device),
-                image=image.image if image is not None else None,
-                height=height,
-                width=width,
-                num_frames=num_frames,
-                num_chunks=num_chunks,
-                seed=seed,
-                negative_prompt=first.negative_context.to(dit.device)
-                if first.negative_context is not None
-                else None,
-                prompt_switches=None,
-            )
-            num_chunks = pipe.num_chunks
-            late = sorted(c for c in switches if c >= num_chunks)
-            if late:
-                log.warning(
-                    "Streaming AR Sampler: prompt switches at chunks %s are after the last chunk (%d)",
-                    late,
-                    num_chunks - 1,
-                )
-            for c in [c for c in switches if c < num_chunks]:
-                pipe.switch_prompt(switches[c], c)
-            steps_per_chunk = pipe.total_steps // num_chunks
-            progress_box["reporter"] = reporter = rt.StepProgress(
-                num_chunks, steps_per_chunk, node_id, prompt_id
-            )
-            sender = _PreviewSender(reporter, fps=float(p.fps))
-            background = preview_vae is not None and _previews_in_background(pipe)
-            with BackgroundFrameWriter(sender) if background else _InlinePreview(sender) as previews:
-                for i in range(num_chunks):
-                    result = pipe.generate(i)  # [1, C, n, h, w] normalized
-                    latents.append(_to_host_async(result.latents))
-                    if preview_vae is not None:
-                        previews.submit(result)
-                    rt.check_interrupt()
-                    pipe.finalize(i)
-            if dit.device.type == "cuda":
-                torch.cuda.current_stream(dit.device).synchronize()  # the async latent copies are done
-        except BaseException:
-            dit.warm.drop()  # the KV cache goes now when the job is interrupted or fails (maybe half-written)
-            rt.release_memory()
-            raise
-        if p.is_autoregressive:
-            pipe.end_video()
-            dit.warm.keep(dit.device)
-        else:  # whole-video presets: no KV cache, no graphs -- nothing a next job gains from
-            dit.warm.drop()
-        del pipe
+        for c in [c for c in switches if c < num_chunks]:
+            pipe.switch_prompt(switches[c], c)
+        steps_per_chunk = pipe.total_steps // num_chunks
+        progress_box["reporter"] = reporter = rt.StepProgress(num_chunks, steps_per_chunk, node_id, prompt_id)
+        sender = _PreviewSender(reporter, fps=float(p.fps))
+        background = preview_vae is not None and _previews_in_background(pipe)
+        with BackgroundFrameWriter(sender) if background else _InlinePreview(sender) as previews:
+            for i in range(num_chunks):
+                result = pipe.generate(i)  # [1, C, n, h, w] normalized
+                latents.append(_to_host_async(result.latents))
+                if preview_vae is not None:
+                    previews.submit(result)
+                rt.check_interrupt()
+                pipe.finalize(i)
+        if dit.device.type == "cuda":
+            torch.cuda.current_stream(dit.device).synchronize()  # the async latent copies are done
+    except BaseException:
+        dit.warm.drop()  # the KV cache goes now when the job is interrupted or fails (maybe half-written)
         rt.release_memory()
-        return to_raw(torch.cat(latents, dim=2))
+        raise
+    if p.is_autoregressive:
+        pipe.end_video()
+        dit.warm.keep(dit.device)
+    else:  # whole-video presets: no KV cache, no graphs -- nothing a next job gains from
+        dit.warm.drop()
+    del pipe
+    return latents
 
 
 def _sample_on_workers(
