@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import torch
 
+from wan_core.memory import FREE_THE_GPU, explain_oom, gib
+
 from . import comfy_runtime as rt
 
 log = logging.getLogger("wan_stream")
@@ -64,11 +66,21 @@ class ResidentModel:
         self._retired.clear()
         if self.offloaded:
             rt.free_memory_bytes(module_nbytes(self.model), self.device, keep=keep)
-            self.model.to(self.device)
+            self._move_back()
             self.offloaded = False
             log.info("%s: moved back to %s (ComfyUI had offloaded it)", self.name, self.device)
         self.register()
         self._busy += 1
+
+    @explain_oom(
+        lambda self: (
+            f"moving {self.name} ({gib(module_nbytes(self.model))}) back to the GPU",
+            self.device,
+            [FREE_THE_GPU, "fp8 weights (an *_fp8_scaled.safetensors file, precision fp8): half the memory"],
+        )
+    )
+    def _move_back(self) -> None:
+        self.model.to(self.device)  # a failure leaves it marked offloaded: the next use moves it again
 
     def _release(self) -> None:
         self._busy -= 1

@@ -12,7 +12,7 @@ from tiny_models import TEXT_DIM, make_tiny_models
 from nodes import comfy_runtime as rt
 from nodes import core_bridge
 from nodes.payloads import PromptSegment, StreamConditioning
-from nodes.resident_model import module_nbytes
+from nodes.resident_model import ResidentModel, module_nbytes
 
 
 class _Quiet:
@@ -181,3 +181,26 @@ def test_gpu_offload_frees_the_memory_and_the_next_job_is_the_same(files, monkey
     again = _sample(env)
     assert all(p.device.type == "cuda" for p in env["dit"].model.parameters())
     torch.testing.assert_close(again, first, rtol=1e-3, atol=1e-3)
+
+
+def test_running_out_of_memory_moving_back_is_explained_and_retried(env, monkeypatch):
+    from wan_core.memory import OutOfMemory
+
+    res = env["dit"].resident
+    HeldMemory.unload_all()
+    real_to = torch.nn.Module.to
+    fail = {"n": 1}
+
+    def to(self, *a, **k):
+        if self is env["dit"].model and fail["n"]:
+            fail["n"] -= 1
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB.")
+        return real_to(self, *a, **k)
+
+    monkeypatch.setattr(torch.nn.Module, "to", to)
+    with pytest.raises(OutOfMemory, match=r"moving Load Wan DiT .* back to the GPU"):
+        with ResidentModel.using(res):
+            pass
+    assert res.offloaded and not res._busy  # still marked offloaded, not in use
+    with ResidentModel.using(res):  # the next use moves it again
+        assert not res.offloaded
