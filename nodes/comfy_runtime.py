@@ -115,7 +115,7 @@ def hold_memory(nbytes: int, device: torch.device, on_release, name: str = ""):
         import comfy.model_patcher as mp
 
         patcher = mp.ModelPatcher(
-            WanStreamKeptMemory(nbytes, device),
+            WanStreamKeptMemory(nbytes, device, name),
             load_device=device,
             offload_device=torch.device("cpu"),
             size=int(nbytes),

@@ -84,8 +84,17 @@ def load_dit(
         dtype=dtype, attention=attention, compile=compile, cuda_graphs=cuda_graphs, fp8_linear=fp8_math
     )
     warm = WarmRollout()
+    fp8_advice = (
+        ()
+        if precision in ("fp8", "fp8_fast")
+        else ("fp8 weights: an *_fp8_scaled.safetensors file (precision fp8) need half the memory of bf16",)
+    )
     resident = ResidentModel(
-        model, device, f"Load Wan DiT ({os.path.basename(path)})", on_offload=warm.release_from_comfy
+        model,
+        device,
+        f"Load Wan DiT ({os.path.basename(path)})",
+        on_offload=warm.release_from_comfy,
+        fixes=fp8_advice,
     )
     resident.register()
     return LoadedDiT(
@@ -480,7 +489,7 @@ def sample(
         getattr(preview_vae, "resident", None),
     ]
     residents.append(cond.image.vae.resident if cond.image is not None else None)
-    with ResidentModel.using(*residents):
+    with ResidentModel.using(*residents, keep=dit.warm.handles()):
         latents = _sample_in_process(
             dit, cond, p, width, height, frames, chunks, seed, preview_vae, dit_low_noise, residents
         )
@@ -602,11 +611,15 @@ def _sample_in_process(
         dit.warm.drop()  # the KV cache goes now when the job is interrupted or fails (maybe half-written)
         rt.release_memory()
         raise
-    if p.is_autoregressive:
-        pipe.end_video()
-        dit.warm.keep(dit.device)
-    else:  # whole-video presets: no KV cache, no graphs -- nothing a next job gains from
+    try:
+        if p.is_autoregressive:
+            pipe.end_video()
+            dit.warm.keep(dit.device)
+        else:  # whole-video presets: no KV cache, no graphs -- nothing a next job gains from
+            dit.warm.drop()
+    except BaseException:
         dit.warm.drop()
+        raise
     del pipe
     return latents
 
@@ -696,6 +709,8 @@ def decode_latent(vae: LoadedVAE, latent: torch.Tensor, chunk_frames: int) -> to
     z = to_normalized(latent.float())
     out = []
     with ResidentModel.using(vae.resident):
+        # ComfyUI's headroom for running a model (~1 GB): may unload a kept rollout, which is not in use
+        rt.free_memory_bytes(0, vae.device, keep=vae.resident.handles() if vae.resident is not None else ())
         decoder = _ChunkDecoder(vae)
         for start in range(0, z.shape[2], chunk_frames):
             rt.check_interrupt()

@@ -38,12 +38,14 @@ class ResidentModel:
         name: str,
         offload_device: torch.device | str = "cpu",
         on_offload: Callable[[], None] | None = None,
+        fixes: tuple[str, ...] = (),
     ):
         self.model = model
         self.device = torch.device(device)
         self.offload_device = torch.device(offload_device)
         self.name = name
         self.on_offload = on_offload
+        self.fixes = tuple(fixes)  # what else shrinks this model, for out-of-memory errors
         self.offloaded = False
         self.offloads = 0  # times ComfyUI moved it off the device
         self._hold = None
@@ -76,11 +78,15 @@ class ResidentModel:
         lambda self: (
             f"moving {self.name} ({gib(module_nbytes(self.model))}) back to the GPU",
             self.device,
-            [FREE_THE_GPU, "fp8 weights (an *_fp8_scaled.safetensors file, precision fp8): half the memory"],
+            [FREE_THE_GPU, *self.fixes],
         )
     )
     def _move_back(self) -> None:
-        self.model.to(self.device)  # a failure leaves it marked offloaded: the next use moves it again
+        try:
+            self.model.to(self.device)
+        except BaseException:  # not left half on the GPU; still marked offloaded: the next use retries
+            self.model.to(self.offload_device)
+            raise
 
     def _release(self) -> None:
         self._busy -= 1
@@ -100,25 +106,37 @@ class ResidentModel:
         self._offload()
 
     def _offload(self) -> None:
-        if self.on_offload is not None:
-            self.on_offload()  # e.g. CUDA graphs that read the weights by address
-        if self.offload_device != self.device:
-            self.model.to(self.offload_device)
-            log.info("%s: offloaded to %s for ComfyUI's other models", self.name, self.offload_device)
+        """Never raises: it runs inside ComfyUI's unloading (an exception there would stop ComfyUI's
+        prompt worker). A model that could not be moved whole is still marked offloaded, so its next
+        use moves all of it back."""
         self.offloaded = True
         self.offloads += 1
+        try:
+            if self.on_offload is not None:
+                self.on_offload()  # e.g. CUDA graphs that read the weights by address
+            if self.offload_device != self.device:
+                self.model.to(self.offload_device)
+                log.info("%s: offloaded to %s for ComfyUI's other models", self.name, self.offload_device)
+        except Exception as e:
+            log.error(
+                "%s: offloading failed (%s: %s); it is moved back to %s before its next use",
+                self.name,
+                type(e).__name__,
+                e,
+                self.device,
+            )
 
     @staticmethod
     @contextlib.contextmanager
-    def using(*residents: ResidentModel | None):
+    def using(*residents: ResidentModel | None, keep: tuple = ()):
         """Around running these models: each on its device and registered (room made first, without
-        unloading the others); ComfyUI's requests to offload them wait until the block ends."""
+        unloading the others nor the handles in ``keep``); ComfyUI's requests to offload them wait until
+        the block ends."""
         rs = [r for r in residents if r is not None]
         entered = []
         try:
             for r in rs:
-                keep = tuple(h for o in rs if o is not r for h in o.handles())
-                r._acquire(keep)
+                r._acquire(tuple(keep) + tuple(h for o in rs if o is not r for h in o.handles()))
                 entered.append(r)
             yield
         finally:

@@ -292,3 +292,31 @@ def test_cli_reports_a_cpu_allocation_failure_as_out_of_memory(files, tmp_path, 
     )  # fmt: skip
     err = capsys.readouterr().err
     assert rc == 2 and "not enough memory" in err and "--text-encoder-device cpu" in err
+
+
+def test_a_cpu_allocation_failure_is_reported_as_ram():
+    @explain_oom(lambda: ("decoding", "cuda:0", ["fewer latent frames per decode step"]))
+    def step():
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: not enough memory: 9 GB")
+
+    with pytest.raises(OutOfMemory) as info:
+        step()
+    text = str(info.value)
+    assert text.startswith("Out of RAM (host memory) while decoding.") and "cuda:0" not in text
+    assert "close other programs" in text
+
+
+def test_umt5_encoding_oom_suggests_the_cpu_and_fp8(files, monkeypatch):
+    from wan_core.text import encode_prompts_detailed, load_tokenizer, load_umt5
+
+    path = files["paths"]["text_encoder"]
+    enc, tok = load_umt5(path, device="cpu"), load_tokenizer(path)
+
+    def fail(*a, **k):
+        raise _oom()
+
+    monkeypatch.setattr(type(enc), "forward", fail)
+    with pytest.raises(OutOfMemory) as info:
+        encode_prompts_detailed(enc, tok, ["a fox", "a wolf"])
+    text = str(info.value)
+    assert "encoding 2 prompt(s) with UMT5" in text and "device cpu" in text and "fp8" in text

@@ -191,10 +191,14 @@ def test_running_out_of_memory_moving_back_is_explained_and_retried(env, monkeyp
     real_to = torch.nn.Module.to
     fail = {"n": 1}
 
+    moves = []
+
     def to(self, *a, **k):
-        if self is env["dit"].model and fail["n"]:
-            fail["n"] -= 1
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB.")
+        if self is env["dit"].model:
+            moves.append(torch.device(a[0]))
+            if fail["n"]:
+                fail["n"] -= 1
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB.")
         return real_to(self, *a, **k)
 
     monkeypatch.setattr(torch.nn.Module, "to", to)
@@ -202,5 +206,37 @@ def test_running_out_of_memory_moving_back_is_explained_and_retried(env, monkeyp
         with ResidentModel.using(res):
             pass
     assert res.offloaded and not res._busy  # still marked offloaded, not in use
+    assert moves == [res.device, res.offload_device]  # what had reached the GPU went back: not left split
     with ResidentModel.using(res):  # the next use moves it again
         assert not res.offloaded
+
+
+def test_an_offload_that_fails_never_raises_into_comfyui(env, caplog):
+    res = env["dit"].resident
+
+    def broken():
+        raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 3 GB")
+
+    res.on_offload = broken
+    HeldMemory.unload_all()  # ComfyUI's unloading loop: must not see the error
+    assert res.offloaded and "offloading failed" in caplog.text
+    with ResidentModel.using(res):  # its next use moves all of it back and registers it again
+        assert not res.offloaded and res.handles()
+
+
+def test_move_back_advice_fits_the_model(env, files):
+    from wan_core.memory import OutOfMemory
+
+    vae = core_bridge.load_vae(files["paths"]["vae"], "auto")
+    HeldMemory.unload_all()
+
+    def fail(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory.")
+
+    vae.resident.model.to = fail  # this instance only
+    with pytest.raises(OutOfMemory) as info:
+        with ResidentModel.using(vae.resident):
+            pass
+    text = str(info.value)
+    assert "moving Load Wan VAE" in text and "fp8" not in text  # the VAE has no fp8 weights
+    assert "fp8" in " ".join(env["dit"].resident.fixes)  # a 16-bit DiT does

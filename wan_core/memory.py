@@ -50,7 +50,14 @@ def explained_oom(what: str, device, fixes: Sequence[str], cause: BaseException)
         traceback.clear_frames(cause.__traceback__)  # let the failed step's tensors go
         cause.__traceback__ = None
     first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-    lines = [f"Out of memory on {device} while {what}.", f"torch: {first}", "To fit, any of:"]
+    if "DefaultCPUAllocator" in first:  # the host's RAM ran out, whatever device the step was for
+        lines = [f"Out of RAM (host memory) while {what}.", f"torch: {first}", "To fit, any of:"]
+        fixes = [
+            "more free RAM: close other programs, or let ComfyUI unload models (Free model and node cache)"
+        ]
+        fixes.append("fp8 weights (an *_fp8_scaled.safetensors file): half the RAM of bf16 while loading")
+    else:
+        lines = [f"Out of memory on {device} while {what}.", f"torch: {first}", "To fit, any of:"]
     lines += [f"  - {fix}" for fix in fixes]
     return OutOfMemory("\n".join(lines))
 

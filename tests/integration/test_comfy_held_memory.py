@@ -117,6 +117,8 @@ SCRIPT = textwrap.dedent(
     res = ResidentModel(net, dev, "Load Wan DiT (test)", on_offload=lambda: offloaded.append(1))
     res.register()
     assert held_sizes() == [module_nbytes(net)]
+    names = [m.model.model.held_name for m in mm.current_loaded_models]
+    assert names == ["Load Wan DiT (test)"], names
     e = other_model(6)
     mm.unload_all_models()
     assert res.offloaded and offloaded == [1] and mm.current_loaded_models == []
@@ -156,7 +158,7 @@ def test_hold_memory_with_comfyui_model_management():
     code = f"PACK = {str(ROOT)!r}\n" + SCRIPT
     r = subprocess.run(
         [sys.executable, "-c", code], cwd=COMFY_DIR, capture_output=True, text=True, timeout=300,
-        env={"PYTHONPATH": str(COMFY_DIR), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+        env={"PYTHONPATH": f"{COMFY_DIR}:{ROOT}", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert r.returncode == 0 and "HELD-MEMORY-OK" in r.stdout, r.stdout[-3000:] + r.stderr[-6000:]
     # errors in weakref finalizers (ComfyUI's clean-up of dead models) are printed, not raised

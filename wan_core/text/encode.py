@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..memory import TEXT_LOAD_FIXES, explain_oom
 from .tokenizer import UMT5Tokenizer
 from .umt5 import UMT5Encoder
 
@@ -41,6 +42,13 @@ def truncation_warning(index: int, total_tokens: int, text_len: int) -> str:
 
 
 @torch.inference_mode()
+@explain_oom(
+    lambda encoder, tokenizer, prompts, *a, **k: (
+        f"encoding {1 if isinstance(prompts, str) else len(prompts)} prompt(s) with UMT5",
+        next(encoder.parameters()).device,
+        list(TEXT_LOAD_FIXES),
+    )
+)
 def encode_prompts_detailed(
     encoder: UMT5Encoder,
     tokenizer: UMT5Tokenizer,
