@@ -93,7 +93,7 @@ def load_dit(
         model,
         device,
         f"Load Wan DiT ({os.path.basename(path)})",
-        on_offload=warm.release_from_comfy,
+        on_offload=warm.release_for_offload,
         fixes=fp8_advice,
     )
     resident.register()

@@ -37,7 +37,7 @@ class ResidentModel:
         device: torch.device,
         name: str,
         offload_device: torch.device | str = "cpu",
-        on_offload: Callable[[], None] | None = None,
+        on_offload: Callable[[bool], None] | None = None,
         fixes: tuple[str, ...] = (),
     ):
         self.model = model
@@ -93,7 +93,7 @@ class ResidentModel:
         if not self._busy and self._offload_requested:
             self._offload_requested = False
             self._hold = None  # ComfyUI already dropped its entry
-            self._offload()
+            self._offload(inside_comfy=False)
 
     def _offload_by_comfy(self) -> None:
         """ComfyUI unloads the model (``hold_memory``'s ``on_release``): inside its unloading loop."""
@@ -103,17 +103,18 @@ class ResidentModel:
         if self._hold is not None:
             self._retired.append(self._hold)  # let go later, outside ComfyUI's loop
         self._hold = None
-        self._offload()
+        self._offload(inside_comfy=True)
 
-    def _offload(self) -> None:
-        """Never raises: it runs inside ComfyUI's unloading (an exception there would stop ComfyUI's
+    def _offload(self, inside_comfy: bool) -> None:
+        """Never raises: it may run inside ComfyUI's unloading (an exception there would stop ComfyUI's
         prompt worker). A model that could not be moved whole is still marked offloaded, so its next
-        use moves all of it back."""
+        use moves all of it back. ``on_offload(inside_comfy)``: whether this runs inside ComfyUI's
+        unloading loop (registrations must not be dropped there) or after a job (deferred)."""
         self.offloaded = True
         self.offloads += 1
         try:
             if self.on_offload is not None:
-                self.on_offload()  # e.g. CUDA graphs that read the weights by address
+                self.on_offload(inside_comfy)  # e.g. CUDA graphs that read the weights by address
             if self.offload_device != self.device:
                 self.model.to(self.offload_device)
                 log.info("%s: offloaded to %s for ComfyUI's other models", self.name, self.offload_device)

@@ -97,6 +97,15 @@ class WarmRollout:
         if pipe is not None:
             pipe.release()
 
+    def release_for_offload(self, inside_comfy: bool) -> None:
+        """The DiT this pipeline runs on is offloaded (its CUDA graphs read the weights by address):
+        free the pipeline; inside ComfyUI's unloading loop as ``release_from_comfy`` does, after a job
+        (a deferred offload) with the registration dropped too."""
+        if inside_comfy:
+            self.release_from_comfy()
+        else:
+            self.drop()
+
     def release_from_comfy(self) -> None:
         """ComfyUI unloads the kept memory (``hold_memory``'s ``on_release``), or the DiT it runs on (its
         CUDA graphs read the weights by address). May run inside ComfyUI's unloading loop."""

@@ -114,19 +114,19 @@ SCRIPT = textwrap.dedent(
 
     offloaded = []
     net = torch.nn.Linear(32, 32)
-    res = ResidentModel(net, dev, "Load Wan DiT (test)", on_offload=lambda: offloaded.append(1))
+    res = ResidentModel(net, dev, "Load Wan DiT (test)", on_offload=lambda inside: offloaded.append(inside))
     res.register()
     assert held_sizes() == [module_nbytes(net)]
     names = [m.model.model.held_name for m in mm.current_loaded_models]
     assert names == ["Load Wan DiT (test)"], names
     e = other_model(6)
     mm.unload_all_models()
-    assert res.offloaded and offloaded == [1] and mm.current_loaded_models == []
+    assert res.offloaded and offloaded == [True] and mm.current_loaded_models == []  # inside ComfyUI's loop
     with ResidentModel.using(res):
         assert not res.offloaded and held_sizes() == [module_nbytes(net)]
         mm.unload_all_models()  # while it runs
         assert not res.offloaded
-    assert res.offloaded and offloaded == [1, 1]
+    assert res.offloaded and offloaded == [True, False]  # the deferred one: after the block, not inside
     with ResidentModel.using(res):
         pass
     assert held_sizes() == [module_nbytes(net)]
