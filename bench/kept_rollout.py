@@ -25,7 +25,7 @@ if ROOT not in sys.path:
 
 import torch  # noqa: E402
 
-from bench.bench_ar import dit_config, environment  # noqa: E402
+from bench.bench_ar import DTYPES, dit_config, environment  # noqa: E402
 from bench.bench_ar import parse_args as bench_args  # noqa: E402
 from bench.random_weights import build_random  # noqa: E402
 from bench.report import write_json  # noqa: E402
@@ -112,7 +112,7 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     device = torch.device(args.device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    dtype = DTYPES[args.dtype]
     cfg = dit_config(args)
     from wan_core.dit import WanDiT
 

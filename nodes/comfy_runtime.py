@@ -54,18 +54,92 @@ def free_memory_for(path: str, device: torch.device, factor: float = 1.2) -> Non
 
 
 def weak_call(method):
-    """A callable that calls the bound ``method`` while its object lives: a registration with ComfyUI
-    must not keep the pack's objects (a loaded model, a kept rollout) alive once they are dropped."""
+    """A callable that calls the bound ``method`` (with the call's arguments) while its object lives: a
+    registration with ComfyUI must not keep the pack's objects (a loaded model, a kept rollout) alive
+    once they are dropped."""
     import weakref
 
     ref = weakref.WeakMethod(method)
 
-    def call():
+    def call(*args):
         m = ref()
         if m is not None:
-            m()
+            m(*args)
 
     return call
+
+
+class MemoryRegistration:
+    """Memory the pack keeps on a device, registered with ComfyUI (``hold_memory``), and the two rules
+    around ComfyUI unloading it:
+
+    - while it is in use (``begin_use`` .. ``end_use``) an unload request waits for the end of the use;
+    - inside ComfyUI's unloading loop the handle is not let go (ComfyUI removes its entry itself, and a
+      handle dropped there would run ComfyUI's dead-model clean-up in the middle of the loop): it is
+      kept aside and let go at the next call from the pack.
+
+    ``on_release(inside_comfy)`` frees the memory: inside ComfyUI's loop, or after the use it waited for.
+    """
+
+    def __init__(self, name: str, on_release):
+        self.name = name
+        self._on_release = weak_call(on_release)  # no reference cycle with the owner
+        self._hold = None
+        self._retired: list = []
+        self.nbytes = 0
+        self.in_use = 0
+        self._release_requested = False
+
+    def handles(self) -> tuple:
+        """ComfyUI's handle, if registered (for ``free_memory_bytes(keep=...)``)."""
+        return () if self._hold is None else (self._hold,)
+
+    def register(self, nbytes: int, device: torch.device) -> bool:
+        """Registered with this size (again if the size changed); False where ComfyUI cannot be told."""
+        self._retired.clear()
+        if self._hold is None or self.nbytes != nbytes:
+            self._hold = None  # unregisters the old size
+            self._hold = hold_memory(nbytes, device, weak_call(self._released_by_comfy), name=self.name)
+            self.nbytes = nbytes
+        return self._hold is not None
+
+    def unregister(self) -> None:
+        """Forget the registration and any use now (not from inside ComfyUI's unloading loop)."""
+        self._retired.clear()
+        self._hold = None
+        self.in_use = 0
+        self._release_requested = False
+
+    def let_go(self, inside_comfy: bool) -> None:
+        """Give the registration up because its memory is freed for another reason."""
+        if inside_comfy:
+            self._retire()
+        else:
+            self.unregister()
+
+    def begin_use(self) -> None:
+        self._retired.clear()
+        self.in_use += 1
+
+    def end_use(self) -> None:
+        """End of a use; carries out an unload request that came during it (``on_release(False)``)."""
+        self.in_use = max(0, self.in_use - 1)
+        if not self.in_use and self._release_requested:
+            self._release_requested = False
+            self._hold = None  # ComfyUI already dropped its entry
+            self._on_release(False)
+
+    def _retire(self) -> None:
+        if self._hold is not None:
+            self._retired.append(self._hold)
+        self._hold = None
+
+    def _released_by_comfy(self) -> None:
+        if self.in_use:
+            self._release_requested = True
+            return
+        self._retire()
+        self._on_release(True)
 
 
 def free_memory_bytes(nbytes: int, device: torch.device, keep: tuple = ()) -> None:

@@ -565,8 +565,7 @@ def _sample_in_process(
         switches = {s.start_chunk: s.context.to(dit.device) for s in cond.segments[1:]}
         # make room for a new KV cache before allocating it: ComfyUI unloads its own models if needed
         num_frames, num_chunks = (None, chunks) if chunks > 0 else (frames, None)
-        kept = pipe.state.cache.kv_nbytes() if pipe.state is not None and pipe.state.cache is not None else 0
-        need = pipe.planned_cache_nbytes(height, width, num_frames=num_frames, num_chunks=num_chunks) - kept
+        need = pipe.cache_growth_nbytes(height, width, num_frames=num_frames, num_chunks=num_chunks)
         if need > 0:
             in_use = tuple(h for r in residents if r is not None for h in r.handles())
             rt.free_memory_bytes(need, dit.device, keep=dit.warm.handles() + in_use)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from wan_core.memory import FREE_THE_GPU, explain_oom, gib
+from wan_core.memory import FREE_THE_GPU, explain_oom, gib, tensor_nbytes
 
 from . import comfy_runtime as rt
 
@@ -25,7 +25,7 @@ log = logging.getLogger("wan_stream")
 
 
 def module_nbytes(model: torch.nn.Module) -> int:
-    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    return tensor_nbytes([*model.parameters(), *model.buffers()])
 
 
 class ResidentModel:
@@ -48,31 +48,25 @@ class ResidentModel:
         self.fixes = tuple(fixes)  # what else shrinks this model, for out-of-memory errors
         self.offloaded = False
         self.offloads = 0  # times ComfyUI moved it off the device
-        self._hold = None
-        self._retired: list = []  # handles ComfyUI unloaded: let go outside its unloading loop
-        self._busy = 0
-        self._offload_requested = False
+        # in use inside ``using``; ComfyUI's unload waits for the end of the use
+        self.registration = rt.MemoryRegistration(name, self._offload)
 
     def handles(self) -> tuple:
-        return () if self._hold is None else (self._hold,)
+        return self.registration.handles()
 
     def register(self) -> None:
-        """Tell ComfyUI the model is loaded (its size on the device); once per load."""
-        self._retired.clear()
-        if self._hold is None and not self.offloaded:
-            self._hold = rt.hold_memory(
-                module_nbytes(self.model), self.device, rt.weak_call(self._offload_by_comfy), name=self.name
-            )
+        """Tell ComfyUI the model is loaded (its size on the device)."""
+        if not self.offloaded:
+            self.registration.register(module_nbytes(self.model), self.device)
 
     def _acquire(self, keep: tuple) -> None:
-        self._retired.clear()
         if self.offloaded:
             rt.free_memory_bytes(module_nbytes(self.model), self.device, keep=keep)
             self._move_back()
             self.offloaded = False
             log.info("%s: moved back to %s (ComfyUI had offloaded it)", self.name, self.device)
         self.register()
-        self._busy += 1
+        self.registration.begin_use()
 
     @explain_oom(
         lambda self: (
@@ -87,23 +81,6 @@ class ResidentModel:
         except BaseException:  # not left half on the GPU; still marked offloaded: the next use retries
             self.model.to(self.offload_device)
             raise
-
-    def _release(self) -> None:
-        self._busy -= 1
-        if not self._busy and self._offload_requested:
-            self._offload_requested = False
-            self._hold = None  # ComfyUI already dropped its entry
-            self._offload(inside_comfy=False)
-
-    def _offload_by_comfy(self) -> None:
-        """ComfyUI unloads the model (``hold_memory``'s ``on_release``): inside its unloading loop."""
-        if self._busy:  # running now: offload when it is done
-            self._offload_requested = True
-            return
-        if self._hold is not None:
-            self._retired.append(self._hold)  # let go later, outside ComfyUI's loop
-        self._hold = None
-        self._offload(inside_comfy=True)
 
     def _offload(self, inside_comfy: bool) -> None:
         """Never raises: it may run inside ComfyUI's unloading (an exception there would stop ComfyUI's
@@ -142,4 +119,4 @@ class ResidentModel:
             yield
         finally:
             for r in reversed(entered):
-                r._release()
+                r.registration.end_use()  # an offload asked for meanwhile happens now

@@ -50,6 +50,19 @@ def comfy_runtime_outside(mp, progress_cls) -> None:
     mp.setattr(rt, "hold_memory", HeldMemory.register)
 
 
+class QuietProgress:
+    """Stands in for ``comfy_runtime.StepProgress`` where the test does not look at progress."""
+
+    def __init__(self, num_chunks, steps_per_chunk, node_id, prompt_id):
+        self.steps_per_chunk = steps_per_chunk
+
+    def step(self, chunk, step):
+        pass
+
+    def chunk_frames(self, chunk, frames, fps):
+        pass
+
+
 class FreedMemory:
     """Stands in for ``comfy_runtime.free_memory_bytes``: records (bytes, device, kept handles)."""
 

@@ -9,8 +9,8 @@ import functools
 
 import pytest
 import torch
-from cpu_stand_ins import CpuCapturer, HeldMemory, comfy_runtime_outside
-from tiny_models import TEXT_DIM, make_tiny_models
+from cpu_stand_ins import CpuCapturer, HeldMemory, QuietProgress, comfy_runtime_outside
+from tiny_models import TEXT_DIM, tiny_family_files
 
 import wan_core.rollout.pipeline as pipeline_mod
 from nodes import comfy_runtime as rt
@@ -21,28 +21,14 @@ from wan_core.rollout.graphs import ChunkForward
 CHUNKS = 3
 
 
-class _Quiet:
-    def __init__(self, num_chunks, steps_per_chunk, node_id, prompt_id):
-        self.steps_per_chunk = steps_per_chunk
-
-    def step(self, chunk, step):
-        pass
-
-    def chunk_frames(self, chunk, frames, fps):
-        pass
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    info = make_tiny_models(root, families=("t2v",))["t2v"]
-    info["paths"] = {role: str(root / rel) for role, rel in info["files"].items()}
-    return info
+    return tiny_family_files(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture
 def env(files, monkeypatch):
-    comfy_runtime_outside(monkeypatch, _Quiet)
+    comfy_runtime_outside(monkeypatch, QuietProgress)
     HeldMemory.held = []
     capturer = CpuCapturer()
     # graphs "captured" on CPU: the pipeline's runner uses the stand-in capturer for CPU tensors
@@ -115,7 +101,7 @@ def test_another_size_or_window_replaces_the_kept_state(env):
     assert warm.builds == 1 and warm.pipeline is pipe and pipe.state.cache is not small
     big = pipe.state.cache.nbytes()
     kv = HeldMemory.named("KV cache")
-    assert big > small.nbytes() and warm._hold is kv[-1] and kv[-1].nbytes == pipe.held_nbytes() > big
+    assert big > small.nbytes() and warm.handles() == (kv[-1],) and kv[-1].nbytes == pipe.held_nbytes() > big
     # another attention window: another preset, a new pipeline; the old one freed
     _sample(env, window=6)
     assert warm.builds == 2 and warm.pipeline is not pipe and pipe.state is None
@@ -140,7 +126,7 @@ def test_a_failed_job_drops_the_kept_pipeline(env, monkeypatch):
     with pytest.raises(Interrupted):
         _sample(env)
     assert warm.pipeline is None and kept.state is None  # half-written cache not kept
-    assert warm._hold is None
+    assert warm.handles() == ()
     monkeypatch.setattr(rt, "check_interrupt", lambda: None)
     after = _sample(env)
     assert warm.builds == 2
@@ -183,7 +169,7 @@ def test_not_kept_when_comfyui_cannot_be_told(env, monkeypatch):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_kept_rollout_replays_real_cuda_graphs(files, monkeypatch):
-    comfy_runtime_outside(monkeypatch, _Quiet)
+    comfy_runtime_outside(monkeypatch, QuietProgress)
     monkeypatch.setattr(rt, "torch_device", lambda: torch.device("cuda"))
     HeldMemory.held = []
     dit = core_bridge.load_dit(files["paths"]["dit"], "bf16", "auto", False, True)
@@ -260,6 +246,6 @@ def test_a_failure_before_the_first_chunk_clears_the_in_use_mark(env, monkeypatc
     monkeypatch.setattr(pipeline_mod.StreamingPipeline, "rebind", broken)
     with pytest.raises(RuntimeError, match="rebind failed"):
         _sample(env)
-    assert warm.pipeline is None and not warm._busy
+    assert warm.pipeline is None and not warm.registration.in_use
     HeldMemory.unload_all()  # nothing is left that ComfyUI cannot free
     assert warm.pipeline is None

@@ -8,14 +8,14 @@ import weakref
 
 import pytest
 import torch
-from cpu_stand_ins import FreedMemory, HeldMemory, comfy_runtime_outside
-from tiny_models import TEXT_DIM, make_tiny_models
+from cpu_stand_ins import FreedMemory, HeldMemory, QuietProgress, comfy_runtime_outside
+from tiny_models import TEXT_DIM, tiny_family_files
 
 import wan_core.dit.loader as dit_loader
 from nodes import core_bridge
 from nodes.payloads import PromptSegment, StreamConditioning
 from wan_core.__main__ import main
-from wan_core.dit.kv_cache import RollingKVCache
+from wan_core.dit.kv_cache import RollingKVCache, planned_kv_nbytes
 from wan_core.memory import OutOfMemory, explain_oom, is_out_of_memory
 from wan_core.rollout.pipeline import StreamingPipeline
 
@@ -31,11 +31,7 @@ def _oom():
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    info = make_tiny_models(root, families=("t2v",))["t2v"]
-    info["root"] = root
-    info["paths"] = {role: str(root / rel) for role, rel in info["files"].items()}
-    return info
+    return tiny_family_files(tmp_path_factory.mktemp("models"))
 
 
 def test_explained_error_is_a_torch_oom_with_the_step_the_numbers_and_the_fixes():
@@ -114,7 +110,7 @@ def test_planned_cache_bytes_match_the_allocated_cache(files):
         num_layers=2, batch=1, frame_tokens=6, num_heads=2, head_dim=4, window_frames=5, sink_frames=2
     )
     rel = RollingKVCache(**spec, dtype=torch.float32, rope="relative")
-    assert RollingKVCache.planned_nbytes(**spec, dtype=torch.float32, rope="relative") == sum(
+    assert planned_kv_nbytes(RollingKVCache, dict(**spec, dtype=torch.float32, rope="relative")) == sum(
         t.numel() * t.element_size() for t in [*rel.k, *rel.v]
     )
 
@@ -148,19 +144,8 @@ def test_pipeline_oom_mid_video_explains_and_frees_the_state(files, monkeypatch)
         pipe.generate(2)
 
 
-class _Quiet:
-    def __init__(self, num_chunks, steps_per_chunk, node_id, prompt_id):
-        self.steps_per_chunk = steps_per_chunk
-
-    def step(self, chunk, step):
-        pass
-
-    def chunk_frames(self, chunk, frames, fps):
-        pass
-
-
 def test_node_sampler_makes_room_first_and_drops_the_kept_rollout_on_oom(files, monkeypatch):
-    comfy_runtime_outside(monkeypatch, _Quiet)
+    comfy_runtime_outside(monkeypatch, QuietProgress)
     HeldMemory.held = []
     dit = core_bridge.load_dit(files["paths"]["dit"], "auto", "auto", False, False)
     g = torch.Generator().manual_seed(5)
@@ -200,7 +185,7 @@ def test_node_sampler_makes_room_first_and_drops_the_kept_rollout_on_oom(files, 
 
 
 def test_node_decode_oom_suggests_smaller_chunks_and_taehv(files, monkeypatch):
-    comfy_runtime_outside(monkeypatch, _Quiet)
+    comfy_runtime_outside(monkeypatch, QuietProgress)
     vae = core_bridge.load_vae(files["paths"]["vae"], "auto")
 
     def fail(self, z):

@@ -6,8 +6,8 @@ parameters and buffers only); the GPU round trip is a GPU test."""
 
 import pytest
 import torch
-from cpu_stand_ins import FreedMemory, HeldMemory, comfy_runtime_outside
-from tiny_models import TEXT_DIM, make_tiny_models
+from cpu_stand_ins import FreedMemory, HeldMemory, QuietProgress, comfy_runtime_outside
+from tiny_models import TEXT_DIM, tiny_family_files
 
 from nodes import comfy_runtime as rt
 from nodes import core_bridge
@@ -15,28 +15,14 @@ from nodes.payloads import PromptSegment, StreamConditioning
 from nodes.resident_model import ResidentModel, module_nbytes
 
 
-class _Quiet:
-    def __init__(self, num_chunks, steps_per_chunk, node_id, prompt_id):
-        self.steps_per_chunk = steps_per_chunk
-
-    def step(self, chunk, step):
-        pass
-
-    def chunk_frames(self, chunk, frames, fps):
-        pass
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    info = make_tiny_models(root, families=("t2v",))["t2v"]
-    info["paths"] = {role: str(root / rel) for role, rel in info["files"].items()}
-    return info
+    return tiny_family_files(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture
 def env(files, monkeypatch):
-    comfy_runtime_outside(monkeypatch, _Quiet)
+    comfy_runtime_outside(monkeypatch, QuietProgress)
     HeldMemory.held = []
     return {
         "dit": core_bridge.load_dit(files["paths"]["dit"], "auto", "auto", False, False),
@@ -98,7 +84,7 @@ def test_an_unload_during_the_job_waits_for_its_end(env, monkeypatch):
     during = _sample(env)
     assert dit.resident.offloaded and dit.warm.pipeline is None  # carried out when the job ended
     # after the job (not inside ComfyUI's loop) the kept rollout's registration goes too: no stale entry
-    assert dit.warm.handles() == () and dit.warm._retired == []
+    assert dit.warm.handles() == () and dit.warm.registration._retired == []
     torch.testing.assert_close(during, first, rtol=0, atol=0)
 
 
@@ -164,7 +150,7 @@ def test_every_model_kind_moves_whole_with_module_to(files):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_offload_frees_the_memory_and_the_next_job_is_the_same(files, monkeypatch):
-    comfy_runtime_outside(monkeypatch, _Quiet)
+    comfy_runtime_outside(monkeypatch, QuietProgress)
     monkeypatch.setattr(rt, "torch_device", lambda: torch.device("cuda"))
     HeldMemory.held = []
     env = {
@@ -207,7 +193,7 @@ def test_running_out_of_memory_moving_back_is_explained_and_retried(env, monkeyp
     with pytest.raises(OutOfMemory, match=r"moving Load Wan DiT .* back to the GPU"):
         with ResidentModel.using(res):
             pass
-    assert res.offloaded and not res._busy  # still marked offloaded, not in use
+    assert res.offloaded and not res.registration.in_use  # still marked offloaded, not in use
     assert moves == [res.device, res.offload_device]  # what had reached the GPU went back: not left split
     with ResidentModel.using(res):  # the next use moves it again
         assert not res.offloaded

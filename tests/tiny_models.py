@@ -50,6 +50,7 @@ from safetensors.torch import save_file
 
 __all__ = [
     "make_tiny_models",
+    "tiny_family_files",
     "install_tiny_models",
     "causvid_checkpoint_bytes",
     "FAMILIES",
@@ -348,3 +349,12 @@ def causvid_checkpoint_bytes(seed: int = 21) -> bytes:
     buf = io.BytesIO()
     torch.save(_training_pt(_dit_state("t2v", seed, NODES), "generator"), buf)
     return buf.getvalue()
+
+
+def tiny_family_files(models_dir: str | os.PathLike, family: str = "t2v") -> dict:
+    """``make_tiny_models`` for one family, plus ``root`` and ``paths`` (role -> absolute path)."""
+    root = Path(models_dir)
+    info = make_tiny_models(root, families=(family,))[family]
+    info["root"] = root
+    info["paths"] = {role: str(root / rel) for role, rel in info["files"].items()}
+    return info

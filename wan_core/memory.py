@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["OutOfMemory", "is_out_of_memory", "explained_oom", "explain_oom", "gib"]
+__all__ = ["OutOfMemory", "is_out_of_memory", "explained_oom", "explain_oom", "gib", "tensor_nbytes"]
 
 # allocation failures that surface as plain RuntimeErrors (cuBLAS / cuDNN workspaces, NCCL buffers), and
 # the CPU allocator's (a model or cache too large for the RAM)
@@ -38,6 +38,11 @@ def is_out_of_memory(e: BaseException) -> bool:
     if isinstance(e, torch.OutOfMemoryError):
         return True
     return isinstance(e, RuntimeError) and any(m.lower() in str(e).lower() for m in _OOM_MARKERS)
+
+
+def tensor_nbytes(tensors) -> int:
+    """Bytes of these tensors (``None`` entries skipped)."""
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
 
 def gib(nbytes: float) -> str:

@@ -86,6 +86,18 @@ class ComfyClient:
     def listen(self) -> WsListener:
         return WsListener(self.url.replace("http://", "ws://") + f"/ws?clientId={self.client_id}")
 
+    def run_for_previews(self, prompt: dict) -> list[list[str]]:
+        """Queue ``prompt``, wait for its success; the pack's preview frames (base64 JPEGs) of each chunk,
+        in chunk order."""
+        with self.listen() as ws:
+            prompt_id = self.queue(prompt)
+            entry = self.wait(prompt_id, timeout=240)
+            assert entry["status"]["status_str"] == "success", entry["status"]
+            ws.wait_for(
+                lambda m: m.type == "execution_success" and m.data.get("prompt_id") == prompt_id, timeout=30
+            )
+            return [m.data["frames"] for m in ws.of("wanstream.preview", prompt_id)]
+
 
 class WsListener:
     """Collects every websocket message in a background thread (use as a context manager)."""

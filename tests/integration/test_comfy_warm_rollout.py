@@ -4,7 +4,7 @@ ComfyUI's model management; the next job builds it again and succeeds."""
 
 import time
 
-from workflow_files import tiny_api_prompt
+from workflow_files import tiny_api_prompt, with_start_image
 
 KEPT = "starting on the kept rollout"
 UNLOADED = "ComfyUI unloaded the kept rollout"
@@ -20,19 +20,23 @@ def _log(server) -> str:
     return server.log_path.read_text(errors="replace")
 
 
+def _free_models(comfy, server) -> None:
+    """``POST /free`` (unload models) and wait until the server has unloaded the kept rollout."""
+    before = len(_log(server))
+    comfy.request("POST", "/free", {"unload_models": True})
+    deadline = time.monotonic() + 60
+    while UNLOADED not in _log(server)[before:]:
+        assert time.monotonic() < deadline, f"the kept rollout was not unloaded:\n{server.log_tail()}"
+        time.sleep(0.25)
+
+
 def test_rollout_kept_between_jobs_and_unloaded_by_comfyui(comfy, comfy_server):
     start = len(_log(comfy_server))
     _run(comfy, 7001)  # another size than the other tests' jobs: a cold pipeline or a resized cache
     _run(comfy, 7002)  # same size, another seed (the sampler runs again)
     assert KEPT in _log(comfy_server)[start:], comfy_server.log_tail()
 
-    before_free = len(_log(comfy_server))
-    comfy.request("POST", "/free", {"unload_models": True})
-    deadline = time.monotonic() + 60
-    while UNLOADED not in _log(comfy_server)[before_free:]:
-        assert time.monotonic() < deadline, f"the kept rollout was not unloaded:\n{comfy_server.log_tail()}"
-        time.sleep(0.25)
-
+    _free_models(comfy, comfy_server)
     after_free = len(_log(comfy_server))
     _run(comfy, 7003)
     assert KEPT not in _log(comfy_server)[after_free:]  # built again
@@ -41,51 +45,17 @@ def test_rollout_kept_between_jobs_and_unloaded_by_comfyui(comfy, comfy_server):
     assert comfy_server.is_up()
 
 
-def _previews(comfy, prompt: dict) -> list[list[str]]:
-    """Queue ``prompt``; the preview frames (base64 JPEGs) of each chunk, in chunk order."""
-    with comfy.listen() as ws:
-        prompt_id = comfy.queue(prompt)
-        assert comfy.wait(prompt_id, timeout=240)["status"]["status_str"] == "success"
-        ws.wait_for(
-            lambda m: m.type == "execution_success" and m.data.get("prompt_id") == prompt_id, timeout=30
-        )
-        return [m.data["frames"] for m in ws.of("wanstream.preview", prompt_id)]
-
-
-def _with_start_image(prompt: dict) -> dict:
-    from tiny_models import START_IMAGE
-
-    prompt["10"] = {"class_type": "LoadImage", "inputs": {"image": START_IMAGE}}
-    prompt["5"] = {
-        "class_type": "WanStreamI2VControlEncode",
-        "inputs": {
-            "conditioning": ["2", 0],
-            "vae": ["3", 0],
-            "image": ["10", 0],
-            "clip_vision": "none",
-            "download": False,
-        },
-    }
-    prompt["6"]["inputs"].update(conditioning=["5", 0], width=["5", 1], height=["5", 2])
-    return prompt
-
-
 def test_a_kept_job_makes_the_same_video_as_a_cold_one(comfy, comfy_server):
     """T2V and T2V from a start image: seed A cold (after POST /free), seed B, seed A again on the kept
     rollout -- the preview frames of the two seed-A jobs are the same. (Seed B between them: the same
     inputs twice in a row would be served from ComfyUI's cache without running the sampler.)"""
     for make in (lambda seed: tiny_api_prompt("t2v_self_forcing_1.3b", **{"6": {"seed": seed}}),
-                 lambda seed: _with_start_image(tiny_api_prompt("t2v_self_forcing_1.3b", **{"6": {"seed": seed}}))):  # fmt: skip
-        _previews(comfy, make(8102))  # a kept rollout, so that the /free below unloads one (and logs it)
-        before_free = len(_log(comfy_server))
-        comfy.request("POST", "/free", {"unload_models": True})
-        deadline = time.monotonic() + 60
-        while "ComfyUI unloaded the kept rollout" not in _log(comfy_server)[before_free:]:
-            assert time.monotonic() < deadline, comfy_server.log_tail()
-            time.sleep(0.25)
-        cold = _previews(comfy, make(8101))
-        _previews(comfy, make(8102))
+                 lambda seed: with_start_image(tiny_api_prompt("t2v_self_forcing_1.3b", **{"6": {"seed": seed}}))):  # fmt: skip
+        comfy.run_for_previews(make(8102))  # a kept rollout, for the /free below to unload (and log)
+        _free_models(comfy, comfy_server)
+        cold = comfy.run_for_previews(make(8101))
+        comfy.run_for_previews(make(8102))
         start = len(_log(comfy_server))
-        kept = _previews(comfy, make(8101))
+        kept = comfy.run_for_previews(make(8101))
         assert KEPT in _log(comfy_server)[start:]
         assert len(kept) == len(cold) == 2 and kept == cold

@@ -10,8 +10,7 @@ import io
 import av
 import pytest
 from PIL import Image
-from tiny_models import START_IMAGE
-from workflow_files import NAMES, tiny_api_prompt
+from workflow_files import NAMES, tiny_api_prompt, with_start_image
 
 SAMPLER, SAVE = "6", "9"
 # name -> (pixel frames written, (width, height), chunks, denoising steps per chunk)
@@ -21,17 +20,6 @@ EXPECTED = {
     "ti2v_wan2.2_5b": (9, (64, 64), 1, 50),  # Wan2.2 TI2V 5B: whole video, 50 Euler steps
     "long_video_prompt_switch": (69, (64, 64), 6, 4),  # LongLive, 18 latent frames, switches at chunks 2, 4
 }
-
-
-def _run_previews(comfy, prompt: dict) -> list[list[str]]:
-    """Queue ``prompt``; the preview frames (base64 JPEGs) of each chunk, in chunk order."""
-    with comfy.listen() as ws:
-        prompt_id = comfy.queue(prompt)
-        assert comfy.wait(prompt_id, timeout=240)["status"]["status_str"] == "success"
-        ws.wait_for(
-            lambda m: m.type == "execution_success" and m.data.get("prompt_id") == prompt_id, timeout=30
-        )
-        return [m.data["frames"] for m in ws.of("wanstream.preview", prompt_id)]
 
 
 def _decode_mp4(data: bytes) -> tuple[int, tuple[int, int], float]:
@@ -101,8 +89,8 @@ def test_prompt_switch_changes_the_video_from_its_chunk_on(comfy):
     frames, every chunk from it on differs (the new prompt's cross-attention and the re-encoded cache)."""
     name = "long_video_prompt_switch"
     seed = {"6": {"seed": 321}}
-    switched = _run_previews(comfy, tiny_api_prompt(name, **seed))
-    plain = _run_previews(comfy, tiny_api_prompt(name, **seed, **{"2": {"prompt_switches": ""}}))
+    switched = comfy.run_for_previews(tiny_api_prompt(name, **seed))
+    plain = comfy.run_for_previews(tiny_api_prompt(name, **seed, **{"2": {"prompt_switches": ""}}))
     assert len(switched) == len(plain) == 6
     assert switched[:2] == plain[:2]
     assert all(a != b for a, b in zip(switched[2:], plain[2:]))
@@ -122,19 +110,7 @@ def test_decode_chunk_with_taehv(comfy, comfy_server):
 def test_start_image_with_an_autoregressive_t2v_model(comfy):
     """I2V Control Encode (Wan 2.1 VAE, no CLIP) in front of Self-Forcing: the T2V model streams from
     the start image (its first latent frame is held to the image's latent)."""
-    prompt = tiny_api_prompt("t2v_self_forcing_1.3b")
-    prompt["10"] = {"class_type": "LoadImage", "inputs": {"image": START_IMAGE}}
-    prompt["5"] = {
-        "class_type": "WanStreamI2VControlEncode",
-        "inputs": {
-            "conditioning": ["2", 0],
-            "vae": ["3", 0],
-            "image": ["10", 0],
-            "clip_vision": "none",
-            "download": False,
-        },
-    }
-    prompt["6"]["inputs"].update(conditioning=["5", 0], width=["5", 1], height=["5", 2])
+    prompt = with_start_image(tiny_api_prompt("t2v_self_forcing_1.3b"))
     prompt_id = comfy.queue(prompt)
     entry = comfy.wait(prompt_id, timeout=240)
     assert entry["status"]["status_str"] == "success", entry["status"]
@@ -147,7 +123,7 @@ def test_text_encoder_on_cpu_and_saved_workflows_without_the_device_input(comfy)
     before the input existed (no ``device`` key) still runs, with the same frames for the same seed."""
     name, seed = "t2v_self_forcing_1.3b", {"6": {"seed": 77}}
     prompt = {"2": {"positive": "a lighthouse in a storm, encoded on the cpu", "device": "cpu"}}
-    on_cpu = _run_previews(comfy, tiny_api_prompt(name, **seed, **prompt))
+    on_cpu = comfy.run_for_previews(tiny_api_prompt(name, **seed, **prompt))
     old = tiny_api_prompt(name, **seed, **prompt)
     del old["2"]["inputs"]["device"]
-    assert _run_previews(comfy, old) == on_cpu and len(on_cpu) == 2
+    assert comfy.run_for_previews(old) == on_cpu and len(on_cpu) == 2

@@ -43,3 +43,23 @@ def tiny_api_prompt(name: str, **extra: dict) -> dict:
         for node_id, values in overrides.items():
             prompt[node_id]["inputs"].update(values)
     return prompt
+
+
+def with_start_image(prompt: dict) -> dict:
+    """The T2V API prompt with I2V Control Encode (Wan 2.1 VAE, no CLIP) in front of the sampler: the
+    start image (``tiny_models.START_IMAGE``) conditions it and sets its width / height."""
+    from tiny_models import START_IMAGE
+
+    prompt["10"] = {"class_type": "LoadImage", "inputs": {"image": START_IMAGE}}
+    prompt["5"] = {
+        "class_type": "WanStreamI2VControlEncode",
+        "inputs": {
+            "conditioning": ["2", 0],
+            "vae": ["3", 0],
+            "image": ["10", 0],
+            "clip_vision": "none",
+            "download": False,
+        },
+    }
+    prompt["6"]["inputs"].update(conditioning=["5", 0], width=["5", 1], height=["5", 2])
+    return prompt

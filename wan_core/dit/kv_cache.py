@@ -74,9 +74,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ..memory import tensor_nbytes
 from .rope import apply_rope
 
-__all__ = ["CrossAttnCache", "RollingKVCache", "LayerKV", "upload_to_device"]
+__all__ = ["CrossAttnCache", "RollingKVCache", "LayerKV", "planned_kv_nbytes", "upload_to_device"]
 
 
 def upload_to_device(values: list, device: torch.device, dtype: torch.dtype = torch.long) -> torch.Tensor:
@@ -215,27 +216,6 @@ class RollingKVCache:
         )
         self._token_offsets: torch.Tensor | None = None  # arange(frame_tokens) on the device
         self.reset()
-
-    @classmethod
-    def planned_nbytes(
-        cls,
-        num_layers: int,
-        batch: int,
-        frame_tokens: int,
-        num_heads: int,
-        head_dim: int,
-        window_frames: int,
-        sink_frames: int = 0,
-        dtype: torch.dtype = torch.bfloat16,
-        rope: str = "absolute",
-        **_: object,
-    ) -> int:
-        """Bytes of the K/V buffers ``cls(...)`` with these arguments allocates (the small index buffers
-        aside), without allocating them."""
-        capacity = sink_frames + window_frames
-        k_frames = capacity + (sink_frames if rope == "relative" else 0)
-        per_frame = batch * frame_tokens * num_heads * head_dim * torch.empty((), dtype=dtype).element_size()
-        return num_layers * (k_frames + capacity) * per_frame
 
     # -- host-side bookkeeping -----------------------------------------------------------------
     def reset(self) -> None:
@@ -398,11 +378,11 @@ class RollingKVCache:
         ]
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.tensors())
+        return tensor_nbytes(self.tensors())
 
     def kv_nbytes(self) -> int:
-        """Bytes of the K/V buffers alone (what ``planned_nbytes`` predicts)."""
-        return sum(t.numel() * t.element_size() for t in [*self.k, *self.v])
+        """Bytes of the K/V buffers alone (what ``planned_kv_nbytes`` predicts)."""
+        return tensor_nbytes([*self.k, *self.v])
 
     def __repr__(self) -> str:
         return (
@@ -410,3 +390,9 @@ class RollingKVCache:
             f"window={self.window_frames} frames x {self.frame_tokens} tokens, rope={self.rope}, "
             f"{self.dtype}, {self.nbytes() / 2**20:.1f} MiB, frames [{self.chunk_start}, {self.chunk_end}))"
         )
+
+
+def planned_kv_nbytes(cache_cls: type, spec: dict) -> int:
+    """Bytes of the K/V buffers ``cache_cls(**spec)`` would allocate, without allocating them: the cache
+    is built on the meta device (any cache class with ``kv_nbytes``)."""
+    return cache_cls(**{**spec, "device": "meta"}).kv_nbytes()

@@ -54,8 +54,9 @@ from dataclasses import dataclass, field
 import torch
 
 from wan_core.dit.fuse import fuse_qkv_
+from wan_core.dit.kv_cache import planned_kv_nbytes
 from wan_core.fp8_linear import fp8_linears_
-from wan_core.memory import explain_oom, gib
+from wan_core.memory import explain_oom, gib, tensor_nbytes
 from wan_core.rollout.noise import seeded_noise
 
 from .conditioning import ConcatYStream, ImageCondition, stamp_input, stamp_x0
@@ -476,21 +477,18 @@ class StreamingPipeline:
         st, sh, sw = p.vae_stride
         lh, lw = (height or p.height) // sh, (width or p.width) // sw
         if p.sampler == "rolling_forcing":
-            cfg, model = self.experts[0].config, self.experts[0]
-            return RollingWindowCache.planned_nbytes(
-                num_layers=cfg.num_layers,
-                batch=batch,
-                frame_tokens=(lh // cfg.patch[1]) * (lw // cfg.patch[2]),
-                num_heads=cfg.num_heads,
-                head_dim=cfg.head_dim,
-                block_frames=p.frames_per_chunk,
-                window_blocks=len(p.schedule.timesteps),
-                dtype=self.cache_dtype or model.compute_dtype,
-            )
+            return planned_kv_nbytes(RollingWindowCache, self._rolling_spec(batch, lh, lw))
         t = self.latent_frames_for(num_frames, st) if num_frames is not None else None
         if num_chunks is not None:
             t = num_chunks * p.frames_per_chunk
-        return OffsetRollingKVCache.planned_nbytes(**self._cache_spec(batch, lh, lw, t))
+        return planned_kv_nbytes(OffsetRollingKVCache, self._cache_spec(batch, lh, lw, t))
+
+    def cache_growth_nbytes(self, *args, **kwargs) -> int:
+        """Bytes ``initialize_cache`` will newly allocate for this geometry (arguments as
+        ``planned_cache_nbytes``): the planned KV cache minus the kept one, which it frees or reuses."""
+        st = self.state
+        kept = st.cache.kv_nbytes() if st is not None and st.cache is not None else 0
+        return max(0, self.planned_cache_nbytes(*args, **kwargs) - kept)
 
     def held_nbytes(self) -> int:
         """Bytes the pipeline keeps between videos: the KV cache (+ visible-frame history) and the
@@ -502,7 +500,7 @@ class StreamingPipeline:
         n = self.cache_nbytes()
         for crosses in (st.prompt.cross, st.prompt.uncond or []):
             for c in crosses:
-                n += sum(t.numel() * t.element_size() for t in _cross_tensors(c))
+                n += tensor_nbytes(_cross_tensors(c))
         return n
 
     def oom_fixes(self) -> list[str]:
@@ -635,27 +633,9 @@ class StreamingPipeline:
                 f"Rolling Forcing denoises whole chunks of {n} latent frames; {st.num_latent_frames} latent frames "
                 f"is not a multiple of {n}: pass num_chunks, or num_frames = 1 + 4 (T - 1) with T a multiple of {n}"
             )
-        cfg = self.experts[0].config
         model = self.experts[0]
-        frame_tokens = (st.latent_h // cfg.patch[1]) * (st.latent_w // cfg.patch[2])
-        if model.kv_cache_geometry(frame_tokens) != (frame_tokens, cfg.num_heads):
-            raise ValueError(
-                f"preset {p.name!r} (Rolling Forcing) does not run context-parallel yet (its window cache is "
-                "not sharded); run it on one GPU"
-            )
         sched = p.schedule
-        spec = dict(
-            num_layers=cfg.num_layers,
-            batch=st.batch,
-            frame_tokens=frame_tokens,
-            num_heads=cfg.num_heads,
-            head_dim=cfg.head_dim,
-            block_frames=n,
-            window_blocks=len(sched.timesteps),
-            dtype=self.cache_dtype or model.compute_dtype,
-            device=self.device,
-        )
-        cache = self._reuse_cache(RollingWindowCache, spec)
+        cache = self._reuse_cache(RollingWindowCache, self._rolling_spec(st.batch, st.latent_h, st.latent_w))
 
         def run(x, t):
             return self._guard_compile(model.forward_planned, x, t, st.prompt.cross[0], cache, None)
@@ -704,6 +684,27 @@ class StreamingPipeline:
 
         st.cache_offset = start - recompute_context(
             run_piece, context, self.frames_per_chunk, st.batch, self.device
+        )
+
+    def _rolling_spec(self, batch: int, lh: int, lw: int) -> dict:
+        """Constructor arguments of Rolling Forcing's ``RollingWindowCache`` (no memory)."""
+        p, cfg, model = self.preset, self.experts[0].config, self.experts[0]
+        frame_tokens = (lh // cfg.patch[1]) * (lw // cfg.patch[2])
+        if model.kv_cache_geometry(frame_tokens) != (frame_tokens, cfg.num_heads):
+            raise ValueError(
+                f"preset {p.name!r} (Rolling Forcing) does not run context-parallel yet (its window cache is "
+                "not sharded); run it on one GPU"
+            )
+        return dict(
+            num_layers=cfg.num_layers,
+            batch=batch,
+            frame_tokens=frame_tokens,
+            num_heads=cfg.num_heads,
+            head_dim=cfg.head_dim,
+            block_frames=p.frames_per_chunk,
+            window_blocks=len(p.schedule.timesteps),
+            dtype=self.cache_dtype or model.compute_dtype,
+            device=self.device,
         )
 
     def _new_cache(self, batch: int, lh: int, lw: int, t: int | None) -> OffsetRollingKVCache:
@@ -1008,7 +1009,7 @@ class StreamingPipeline:
         st = self._require_state()
         n = st.cache.nbytes() if st.cache is not None else 0
         for x0, y in st.history.values():
-            n += x0.numel() * x0.element_size() + (0 if y is None else y.numel() * y.element_size())
+            n += tensor_nbytes((x0, y))
         if st.recompute is not None:
             n += st.recompute.nbytes()
         return n

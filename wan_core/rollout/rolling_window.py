@@ -36,6 +36,7 @@ from collections.abc import Callable
 import torch
 
 from wan_core.dit.kv_cache import LayerKV, upload_to_device
+from wan_core.memory import tensor_nbytes
 
 from .schedulers import flow_to_x0, renoise
 
@@ -215,30 +216,11 @@ class RollingWindowCache:
         return [*self.k, *self.v, self._anchor_index, self._token_offsets, *self._buffers.values()]
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.tensors())
+        return tensor_nbytes(self.tensors())
 
     def kv_nbytes(self) -> int:
-        """Bytes of the K/V buffers alone (what ``planned_nbytes`` predicts)."""
-        return sum(t.numel() * t.element_size() for t in [*self.k, *self.v])
-
-    @classmethod
-    def planned_nbytes(
-        cls,
-        num_layers: int,
-        batch: int,
-        frame_tokens: int,
-        num_heads: int,
-        head_dim: int,
-        block_frames: int,
-        window_blocks: int,
-        dtype: torch.dtype = torch.bfloat16,
-        attention_frames: int = ATTENTION_FRAMES,
-        **_: object,
-    ) -> int:
-        """Bytes of the K/V buffers ``cls(...)`` allocates, without allocating them."""
-        capacity = block_frames + attention_frames + window_blocks * block_frames
-        per_frame = batch * frame_tokens * num_heads * head_dim * torch.empty((), dtype=dtype).element_size()
-        return num_layers * (2 * capacity + block_frames) * per_frame
+        """Bytes of the K/V buffers alone (what ``planned_kv_nbytes`` predicts)."""
+        return tensor_nbytes([*self.k, *self.v])
 
 
 class RollingForcingSampler:
