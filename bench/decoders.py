@@ -35,13 +35,13 @@ class VAEDecoder:
         self.factory = lambda: model_cls(cfg)
         self.model = build_random(self.factory, device, dtype, seed=11)
         self.name = f"{self.model.name} ({'tiny' if tiny else 'full size'})"
-        self.cache = self.model.new_decode_cache()
+        self.cache = self.model.new_decode_state()
 
     def reset(self) -> None:
-        self.cache = self.model.new_decode_cache()
+        self.cache = self.model.new_decode_state()
 
     def new_state(self, model):
-        return model.new_decode_cache()
+        return model.new_decode_state()
 
     def count_flops(self, latent_shape, dtype) -> list[float]:
         return count_decode_flops(self.factory, self.new_state, latent_shape, dtype)

@@ -25,7 +25,7 @@ import statistics
 import torch
 
 from bench.timing import EventTimer, peak_memory_bytes, reset_peak_memory
-from wan_core.rollout.decoders import as_stream_decoder_factory
+from wan_core.vae.stream import as_rollout_decoder
 
 MODES = {"overlap": True, "inline": False}
 
@@ -34,7 +34,7 @@ MODES = {"overlap": True, "inline": False}
 def run_pipeline_rollout(stepper, decoder_model, overlap: bool, num_chunks: int, device) -> dict:
     """One rollout of ``stepper`` (a ``PipelineStepper``) with ``decoder_model`` attached to its pipeline."""
     pipe = stepper.pipe
-    pipe.decoder = as_stream_decoder_factory(decoder_model)
+    pipe.decoder = as_rollout_decoder(decoder_model)
     pipe.overlap_decode = bool(overlap) and torch.device(device).type == "cuda"
     try:
         timer = EventTimer(device)

@@ -77,7 +77,7 @@ def main() -> None:
     h, w = args.height // scale, args.width // scale
     z = torch.randn(1, channels, 1 + args.latent_frames, h, w, device=device, dtype=dtype)
     kw = {} if is_tae else {"latents_per_step": args.latents_per_step}
-    state = model.new_decode_state() if is_tae else model.new_decode_cache()
+    state = model.new_decode_state()
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     with torch.no_grad():
         model.decode_chunk(z[:, :, :1], state, **kw)  # first chunk: 1 latent frame -> 1 frame

@@ -268,17 +268,12 @@ def encode_image_condition(
             raise ValueError(
                 "I2V Control Encode: Wan2.2 TI2V 5B takes no CLIP vision features; set clip_vision to 'none'."
             )
-        from wan_core.text.clip_loader import load_clip_vision
-        from wan_core.text.clip_preprocess import clip_preprocess
+        from wan_core.clip import encode_image, load_clip_vision
 
         device = rt.torch_device()
         rt.free_memory_for(clip_path, device)
         clip = load_clip_vision(clip_path, dtype=rt.compute_dtype("auto", device), device=device)
-        with torch.no_grad():
-            px = clip_preprocess(pixels.to(device), mode="squash").to(
-                clip.dtype if hasattr(clip, "dtype") else torch.float32
-            )
-            clip_features = clip.encode(px).float().cpu()  # [1, 257, 1280]
+        clip_features = encode_image(clip, pixels).cpu()  # [1, 257, 1280]
         del clip
         rt.release_memory()
     mode = "wan22_ti2v" if vae.kind == "wan22" else "wan21_i2v"
@@ -293,20 +288,23 @@ def encode_image_condition(
 # sampling
 
 
-class _VAEEncoderOnDevice:
-    """The VAE's streaming encoder as the pipeline calls it, taking float32 frames on any device
-    (the VAE may run in bf16/fp16 on the GPU); returns float32 normalized latents."""
+def _encoder_on_device(vae: LoadedVAE):
+    """The Wan VAE's streaming encoder as the pipeline calls it (float32 frames in, float32 latents out)."""
+    from wan_core.vae.stream import EncoderOnDevice
 
-    def __init__(self, vae: LoadedVAE):
-        self.model = vae.model
-        self.device, self.dtype = vae.device, vae.dtype
+    return EncoderOnDevice(vae.model, vae.device, vae.dtype)
 
-    def new_encode_cache(self):
-        return self.model.new_encode_cache()
 
-    @torch.no_grad()
-    def encode_chunk(self, frames: torch.Tensor, cache) -> torch.Tensor:
-        return self.model.encode_chunk(frames.to(self.device, self.dtype), cache).float()
+def _decoder_on_device(vae: LoadedVAE):
+    """A TAEHV or Wan VAE as a stream-decoder factory taking latents on any device."""
+    from wan_core.vae.stream import OnDevice
+
+    return OnDevice(vae.model, vae.device, vae.dtype)
+
+
+def _image_frames(frames: torch.Tensor) -> torch.Tensor:
+    """Decoded frames ``[1, 3, f, H, W]`` in [-1, 1] -> ComfyUI IMAGE ``[f, H, W, 3]`` in [0, 1] (float32, CPU)."""
+    return ((frames[0].float().clamp(-1, 1) + 1.0) * 0.5).permute(1, 2, 3, 0).cpu()
 
 
 def _previews_in_background(pipe) -> bool:
@@ -332,30 +330,6 @@ def _check_latent_channels(vae: LoadedVAE, latent_channels: int, source: str, pr
             f"{latent_channels}-channel latents: use the VAE / TAEHV of this model family (Wan 2.1 "
             "latents: 16 channels; Wan2.2 TI2V 5B: 48)."
         )
-
-
-class _PreviewDecoder:
-    """A LoadedVAE (TAEHV or Wan VAE) as the pipeline's stream-decoder factory: latents are moved to the
-    VAE's device and dtype; frames ``[B, 3, f, H, W]`` in [-1, 1]."""
-
-    def __init__(self, vae: LoadedVAE):
-        from wan_core.rollout.decoders import as_stream_decoder_factory
-
-        self.vae = vae
-        self.factory = as_stream_decoder_factory(vae.model)
-        self.kind = "taehv" if vae.is_taehv else "wan_vae"
-
-    def stream_decoder(self):
-        return _PreviewStream(self.factory.stream_decoder(), self.vae.device, self.vae.dtype)
-
-
-class _PreviewStream:
-    def __init__(self, inner, device: torch.device, dtype: torch.dtype):
-        self.inner, self.device, self.dtype = inner, device, dtype
-
-    @torch.no_grad()
-    def decode_chunk(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.inner.decode_chunk(latents.to(self.device, self.dtype))
 
 
 class _PreviewSender:
@@ -386,24 +360,6 @@ class _InlinePreview:
 
     def __exit__(self, *exc) -> None:
         return None
-
-
-class _ChunkDecoder:
-    """Streaming decode of consecutive normalized latent chunks with a TAEHV or a Wan VAE (the causal
-    state is carried between chunks, so memory stays flat)."""
-
-    def __init__(self, vae: LoadedVAE):
-        self.vae = vae
-        model = vae.model
-        self.state = model.new_decode_state() if vae.is_taehv else model.new_decode_cache()
-
-    @torch.no_grad()
-    def __call__(self, latents: torch.Tensor) -> torch.Tensor:
-        """``[1, C, n, h, w]`` normalized -> frames ``[f, H, W, 3]`` in [0, 1] (float32, CPU)."""
-        _check_latent_channels(self.vae, latents.shape[1], "these are")
-        z = latents.to(device=self.vae.device, dtype=self.vae.dtype)
-        frames = self.vae.model.decode_chunk(z, self.state)  # [1, 3, f, H, W] in [-1, 1]
-        return ((frames[0].float().clamp(-1, 1) + 1.0) * 0.5).permute(1, 2, 3, 0).cpu()
 
 
 def _check_video_shape(
@@ -512,17 +468,21 @@ def _sample_in_process(
         model = DualExpertDiT(dit.model, dit_low_noise.model, p.boundary)
 
     image = cond.image
+    preview_decoder = None
     if preview_vae is not None:
+        from wan_core.vae.stream import rollout_decoder
+
+        preview_decoder = rollout_decoder(preview_vae.model, preview_vae.device, preview_vae.dtype)
         _check_latent_channels(
             preview_vae,
             model.config.out_dim,
             "this DiT makes",
             prefix="Streaming AR Sampler: preview_vae ",
         )
-    vae_encoder = _VAEEncoderOnDevice(image.vae) if image is not None else None
+    vae_encoder = _encoder_on_device(image.vae) if image is not None else None
     if p.kv_recompute_frames and p.kv_recompute_anchor == "reencode":
         if preview_vae is not None and not preview_vae.is_taehv:
-            vae_encoder = _VAEEncoderOnDevice(preview_vae)  # Krea re-encodes a decoded frame: full VAE
+            vae_encoder = _encoder_on_device(preview_vae)  # Krea re-encodes a decoded frame: full VAE
         else:
             log.warning(
                 "Streaming AR Sampler: %s re-encodes a decoded frame as each chunk's first context latent, "
@@ -557,7 +517,7 @@ def _sample_in_process(
     try:  # from here on a failure drops the kept pipeline (and clears its "in use" mark)
         pipe.rebind(
             vae=vae_encoder,
-            decoder=_PreviewDecoder(preview_vae) if preview_vae is not None else None,
+            decoder=preview_decoder,
             clip_vision=(lambda _img: clip_features.to(dit.device)) if clip_features is not None else None,
             progress=on_step,
             interrupt=rt.check_interrupt,  # raises ComfyUI's interrupt exception before the next step
@@ -646,7 +606,15 @@ def _sample_on_workers(
         chunks=chunks, seed=seed, dit_low_noise=dit_low_noise,
     )  # fmt: skip
     prompt_id, node_id = rt.executing_ids()
-    decoder = _ChunkDecoder(preview_vae) if preview_vae is not None else None
+    decoder = None
+    if preview_vae is not None:  # the previews are decoded here, chunk by chunk (causal state carried)
+        _check_latent_channels(
+            preview_vae,
+            dit.model.config.out_dim,
+            "this DiT makes",
+            prefix="Streaming AR Sampler: preview_vae ",
+        )
+        decoder = _decoder_on_device(preview_vae).stream_decoder()
     reporter = None
     latents = []
     with closing(multi_gpu.rollout_on_workers(spec, gpus, device)) as chunks_out:
@@ -665,7 +633,9 @@ def _sample_on_workers(
             reporter.step(i, reporter.steps_per_chunk - 1)  # the whole chunk at once
             latents.append(chunk["latents"].float().cpu())  # [1, C, n, h, w] normalized
             if decoder is not None:
-                reporter.chunk_frames(i, decoder(chunk["latents"]), fps=float(p.fps))
+                reporter.chunk_frames(
+                    i, _image_frames(decoder.decode_chunk(chunk["latents"])), fps=float(p.fps)
+                )
             rt.check_interrupt()
     return latents
 
@@ -710,9 +680,9 @@ def decode_latent(vae: LoadedVAE, latent: torch.Tensor, chunk_frames: int) -> to
     with ResidentModel.using(vae.resident):
         # ComfyUI's headroom for running a model (~1 GB): may unload a kept rollout, which is not in use
         rt.free_memory_bytes(0, vae.device, keep=vae.resident.handles() if vae.resident is not None else ())
-        decoder = _ChunkDecoder(vae)
+        decoder = _decoder_on_device(vae).stream_decoder()  # causal state carried: memory stays flat
         for start in range(0, z.shape[2], chunk_frames):
             rt.check_interrupt()
-            out.append(decoder(z[:, :, start : start + chunk_frames]))
+            out.append(_image_frames(decoder.decode_chunk(z[:, :, start : start + chunk_frames])))
     rt.release_memory()
     return torch.cat(out, dim=0)

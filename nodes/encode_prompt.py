@@ -5,7 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from . import comfy_runtime as rt
-from . import core_bridge, model_files
+from . import core_bridge, model_folders
 from .prompt_schedule import parse_prompt_switches
 from .socket_types import CATEGORY, WanConditioning
 
@@ -26,7 +26,7 @@ class WanStreamEncodePrompt(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "text_encoder",
-                    options=model_files.choices("text_encoders"),
+                    options=model_folders.choices("text_encoders"),
                     tooltip="UMT5-XXL encoder in models/text_encoders (ComfyUI umt5_xxl_* or the official "
                     "models_t5_umt5-xxl-enc-bf16.pth); its tokenizer comes with the file or with wan_core.",
                 ),
@@ -81,7 +81,7 @@ class WanStreamEncodePrompt(io.ComfyNode):
         cls, text_encoder, positive, negative, prompt_switches, precision, download, device="auto"
     ) -> io.NodeOutput:
         schedule = parse_prompt_switches(positive, prompt_switches)
-        path = model_files.resolve("text_encoders", text_encoder, download, "Encode UMT5 Prompt")
+        path = model_folders.resolve("text_encoders", text_encoder, download, "Encode UMT5 Prompt")
         return io.NodeOutput(
             core_bridge.encode_prompt_schedule(path, schedule, negative, precision=precision, device=device)
         )

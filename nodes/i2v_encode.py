@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from . import core_bridge, model_files
+from . import core_bridge, model_folders
 from .socket_types import CATEGORY, WanConditioning, WanVAE
 
 
@@ -35,8 +35,8 @@ class WanStreamI2VControlEncode(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "clip_vision",
-                    options=model_files.choices("clip_vision", with_none=True),
-                    default=model_files.NONE_CHOICE,
+                    options=model_folders.choices("clip_vision", with_none=True),
+                    default=model_folders.NONE_CHOICE,
                     tooltip="CLIP vision model (clip_vision_h) from models/clip_vision: required by Wan2.1 I2V, "
                     "'none' for Wan2.2 TI2V 5B.",
                 ),
@@ -60,7 +60,7 @@ class WanStreamI2VControlEncode(io.ComfyNode):
     @classmethod
     def execute(cls, conditioning, vae, image, clip_vision, download) -> io.NodeOutput:
         clip_path = None
-        if clip_vision != model_files.NONE_CHOICE:
-            clip_path = model_files.resolve("clip_vision", clip_vision, download, "I2V Control Encode")
+        if clip_vision != model_folders.NONE_CHOICE:
+            clip_path = model_folders.resolve("clip_vision", clip_vision, download, "I2V Control Encode")
         cond = core_bridge.encode_image_condition(conditioning, vae, image, clip_path)
         return io.NodeOutput(cond, cond.image.width, cond.image.height)

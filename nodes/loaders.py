@@ -6,7 +6,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from . import comfy_runtime as rt
-from . import core_bridge, model_files
+from . import core_bridge, model_folders
 from .socket_types import CATEGORY, WanDiT, WanVAE
 
 _DOWNLOAD_TIP = (
@@ -30,7 +30,7 @@ class WanStreamLoadDiT(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "model_name",
-                    options=model_files.choices("diffusion_models"),
+                    options=model_folders.choices("diffusion_models"),
                     tooltip="DiT weights in models/diffusion_models (known models not yet downloaded are listed too).",
                 ),
                 io.Combo.Input(
@@ -62,8 +62,8 @@ class WanStreamLoadDiT(io.ComfyNode):
                 io.Boolean.Input("download", default=False, tooltip=_DOWNLOAD_TIP),
                 io.Combo.Input(
                     "lora_name",
-                    options=model_files.choices("loras", with_none=True),
-                    default=model_files.NONE_CHOICE,
+                    options=model_folders.choices("loras", with_none=True),
+                    default=model_folders.NONE_CHOICE,
                     tooltip="Optional LoRA from models/loras merged into the weights at load (LongLive ships "
                     "its model as base + LoRA); 'none' for most models.",
                 ),
@@ -83,10 +83,10 @@ class WanStreamLoadDiT(io.ComfyNode):
     def execute(
         cls, model_name, precision, attention, compile, cuda_graphs, download, lora_name, lora_strength
     ) -> io.NodeOutput:
-        path = model_files.resolve("diffusion_models", model_name, download, "Load Wan DiT")
+        path = model_folders.resolve("diffusion_models", model_name, download, "Load Wan DiT")
         lora_path = None
-        if lora_name != model_files.NONE_CHOICE:
-            lora_path = model_files.resolve("loras", lora_name, download, "Load Wan DiT")
+        if lora_name != model_folders.NONE_CHOICE:
+            lora_path = model_folders.resolve("loras", lora_name, download, "Load Wan DiT")
         return io.NodeOutput(
             core_bridge.load_dit(
                 path,
@@ -115,7 +115,7 @@ class WanStreamLoadVAE(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "vae_name",
-                    options=model_files.choices("vae"),
+                    options=model_folders.choices("vae"),
                     tooltip="VAE weights in models/vae (wan_2.1_vae / wan2.2_vae or the official .pth).",
                 ),
                 io.Combo.Input(
@@ -131,7 +131,7 @@ class WanStreamLoadVAE(io.ComfyNode):
 
     @classmethod
     def execute(cls, vae_name, precision, download) -> io.NodeOutput:
-        path = model_files.resolve("vae", vae_name, download, "Load Wan VAE")
+        path = model_folders.resolve("vae", vae_name, download, "Load Wan VAE")
         return io.NodeOutput(core_bridge.load_vae(path, precision=precision))
 
 
@@ -150,7 +150,7 @@ class WanStreamLoadTAEHV(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "taehv_name",
-                    options=model_files.choices("vae_approx"),
+                    options=model_folders.choices("vae_approx"),
                     tooltip="TAEHV weights in models/vae_approx (.pth or .safetensors).",
                 ),
                 io.Combo.Input(
@@ -170,5 +170,5 @@ class WanStreamLoadTAEHV(io.ComfyNode):
 
     @classmethod
     def execute(cls, taehv_name, precision, download) -> io.NodeOutput:
-        path = model_files.resolve("vae_approx", taehv_name, download, "Load TAEHV")
+        path = model_folders.resolve("vae_approx", taehv_name, download, "Load TAEHV")
         return io.NodeOutput(core_bridge.load_taehv(path, precision=precision))

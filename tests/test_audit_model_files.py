@@ -1,4 +1,4 @@
-"""Audit: node inputs can only name files inside ComfyUI's model folders (``nodes/model_files.resolve``
+"""Audit: node inputs can only name files inside ComfyUI's model folders (``nodes/model_folders.resolve``
 with a stand-in ``folder_paths``), and a missing known file without download is a clear error."""
 
 import sys
@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from nodes import model_files  # noqa: E402
+from nodes import model_folders as model_files  # noqa: E402
 
 
 @pytest.fixture()

@@ -14,8 +14,8 @@ from official_ref import max_rel_err, official, randomize_, sdpa_flash_attention
 from safetensors.torch import save_file
 
 from wan_core.checkpoint import Checkpoint, CheckpointError
+from wan_core.clip.clip_loader import clip_vision_config, clip_vision_plan
 from wan_core.text import CLIP_VISION_PRESETS, CLIPVisionTower, clip_preprocess, load_clip_vision
-from wan_core.text.clip_loader import clip_vision_config, clip_vision_plan
 
 DIM, HEADS, LAYERS, PATCH, IMAGE, PROJ = 64, 4, 3, 14, 42, 32  # 3x3 patches + class token = 10 tokens
 TOL = 1e-4

@@ -18,6 +18,7 @@ from wan_core.__main__ import main
 from wan_core.dit.kv_cache import RollingKVCache, planned_kv_nbytes
 from wan_core.memory import OutOfMemory, explain_oom, is_out_of_memory
 from wan_core.rollout.pipeline import StreamingPipeline
+from wan_core.vae.causal_vae import WanCausalVAE
 
 TORCH_OOM = (
     "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.99 GiB of which "
@@ -188,10 +189,10 @@ def test_node_decode_oom_suggests_smaller_chunks_and_taehv(files, monkeypatch):
     comfy_runtime_outside(monkeypatch, QuietProgress)
     vae = core_bridge.load_vae(files["paths"]["vae"], "auto")
 
-    def fail(self, z):
+    def fail(self, *args, **kwargs):
         raise _oom()
 
-    monkeypatch.setattr(core_bridge._ChunkDecoder, "__call__", fail)
+    monkeypatch.setattr(WanCausalVAE, "decode_chunk", fail)
     latent = torch.randn(1, 16, 6, files["height"] // 8, files["width"] // 8)
     with pytest.raises(OutOfMemory) as info:
         core_bridge.decode_latent(vae, latent, chunk_frames=4)

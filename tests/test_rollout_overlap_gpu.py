@@ -12,10 +12,10 @@ import torch
 from official_ref import max_rel_err, randomize_
 
 from wan_core.dit import WanDiT, WanDiTConfig
-from wan_core.rollout.decoders import TAEHVDecoder
 from wan_core.rollout.frame_writer import BackgroundFrameWriter
 from wan_core.rollout.pipeline import StreamingPipeline
 from wan_core.rollout.presets import get_preset
+from wan_core.vae.stream import rollout_decoder
 from wan_core.vae.taehv import TAEHV, TAEHVConfig
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -55,7 +55,7 @@ class SlowDecoder:
     """A TAEHV stream-decoder factory that records the stream each decode is enqueued on."""
 
     def __init__(self, tae, cycles=0):
-        self.factory, self.cycles, self.streams = TAEHVDecoder(tae), cycles, []
+        self.factory, self.cycles, self.streams = rollout_decoder(tae), cycles, []
 
     def stream_decoder(self):
         return _SlowStream(self.factory.stream_decoder(), self.cycles, self.streams)

@@ -179,7 +179,7 @@ def _cmd_generate(args) -> int:
 def _generate(args, preset, switches, device, cp) -> int:
     import torch
 
-    from wan_core.parallel.pipeline import parallelize_pipeline
+    from wan_core.parallel.parallelize import parallelize_pipeline
     from wan_core.rollout.frame_writer import BackgroundFrameWriter
     from wan_core.rollout.loading import build_pipeline, encode_text, resolve_files
     from wan_core.rollout.video_io import open_video_writer

@@ -43,20 +43,6 @@ class DiTFile:
         return model
 
 
-class _EncoderInDtype:
-    """A Wan VAE's streaming encoder taking float32 frames; runs in the VAE's dtype, returns float32."""
-
-    def __init__(self, model: torch.nn.Module, dtype: torch.dtype):
-        self.model, self.dtype = model, dtype
-
-    def new_encode_cache(self):
-        return self.model.new_encode_cache()
-
-    @torch.no_grad()
-    def encode_chunk(self, frames: torch.Tensor, cache) -> torch.Tensor:
-        return self.model.encode_chunk(frames.to(self.dtype), cache).float()
-
-
 @dataclass(frozen=True)
 class PipelineFromFiles:
     """``load(ctx, spec) -> StreamingPipeline`` for ``RolloutSpec.load`` (see the module docstring).
@@ -88,7 +74,9 @@ class PipelineFromFiles:
         vae = None
         if self.vae_path is not None:
             from ..vae.loader import load_vae
+            from ..vae.stream import EncoderOnDevice
 
-            dtype = getattr(torch, self.vae_dtype)
-            vae = _EncoderInDtype(load_vae(self.vae_path, dtype=dtype, device=ctx.device), dtype)
+            vae = EncoderOnDevice(
+                load_vae(self.vae_path, dtype=getattr(torch, self.vae_dtype), device=ctx.device)
+            )
         return StreamingPipeline(model, preset, vae=vae, cuda_graphs=self.cuda_graphs, compile=self.compile)

@@ -311,7 +311,7 @@ def rollout_job(ctx, state: dict, spec: RolloutSpec):
     """Job for ``ContextParallelWorkerPool.run``: yields per chunk (on rank 0) ``{"index",
     "frame_start", "latents" [B, C, n, h, w], "frames" [B, 3, f, H, W] or None, "num_chunks",
     "steps_per_chunk"}``."""
-    from .pipeline import parallelize_pipeline
+    from .parallelize import parallelize_pipeline
 
     key = spec.model_key()
     if state.get("key") != key:

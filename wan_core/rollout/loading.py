@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 
-from .decoders import TAEHVDecoder, VAEDecoder
 from .model_files import ensure_model_file
 from .pipeline import StreamingPipeline
 from .presets import RolloutPreset
@@ -51,20 +50,6 @@ def encode_text(path: str | os.PathLike, prompts: list[str], device="cpu", dtype
             torch.cuda.empty_cache()
 
 
-class _VAEEncoder:
-    """The VAE as the pipeline's image encoder (inputs cast to the VAE dtype, latents out in fp32)."""
-
-    def __init__(self, vae):
-        self.vae = vae
-
-    def new_encode_cache(self):
-        return self.vae.new_encode_cache()
-
-    @torch.no_grad()
-    def encode_chunk(self, frames: torch.Tensor, cache) -> torch.Tensor:
-        return self.vae.encode_chunk(frames.to(self.vae.device, self.vae.dtype), cache).float()
-
-
 def build_pipeline(
     preset: RolloutPreset,
     files: dict[str, Path],
@@ -82,7 +67,7 @@ def build_pipeline(
     ``pipeline_kw`` go to ``StreamingPipeline`` (cuda_graphs, compile, rope, progress, interrupt, ...).
     """
     from wan_core.dit.loader import load_dit
-    from wan_core.vae import load_taehv, load_vae
+    from wan_core.vae import EncoderOnDevice, load_taehv, load_vae, rollout_decoder
 
     device = torch.device(device)
     cuda = device.type == "cuda"
@@ -98,28 +83,26 @@ def build_pipeline(
         merge_lora(dit, files["lora"])
     vae = load_vae(files["vae"], dtype=vae_dtype, device=device) if "vae" in files else None
     if decoder == "taehv":
-        dec = TAEHVDecoder(load_taehv(files["taehv"], dtype=vae_dtype, device=device))
+        dec = rollout_decoder(load_taehv(files["taehv"], dtype=vae_dtype, device=device))
     elif decoder == "vae":
-        dec = VAEDecoder(vae)
+        dec = rollout_decoder(vae)
     elif decoder == "none":
         dec = None
     else:
         raise ValueError(f"decoder must be 'vae', 'taehv' or 'none', got {decoder!r}")
     clip_fn = None
     if "clip_vision" in files:
-        from wan_core.text import clip_preprocess, load_clip_vision
+        from functools import partial
 
-        clip = load_clip_vision(files["clip_vision"], device=device)
+        from wan_core.clip import encode_image, load_clip_vision
 
-        @torch.no_grad()
-        def clip_fn(image: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] in [-1, 1] -> [B, 257, 1280]
-            pixels = clip_preprocess(image.float(), mode="squash", size=clip.cfg.image_size)
-            return clip.encode(pixels.to(device=device, dtype=next(clip.parameters()).dtype)).float()
+        # image [B, 3, H, W] in [-1, 1] -> clip_fea [B, 257, 1280]
+        clip_fn = partial(encode_image, load_clip_vision(files["clip_vision"], device=device))
 
     return StreamingPipeline(
         dit,
         preset,
-        vae=None if vae is None else _VAEEncoder(vae),
+        vae=None if vae is None else EncoderOnDevice(vae),
         decoder=dec,
         clip_vision=clip_fn,
         **pipeline_kw,

@@ -1,4 +1,4 @@
-"""Conditioning encoders for Wan: UMT5-XXL text encoder with its tokenizer, CLIP ViT-H/14 vision tower.
+"""Text conditioning for Wan: the UMT5-XXL encoder with its tokenizer, and the prompt-embedding cache.
 
 Text (what the rollout and the nodes call)::
 
@@ -22,19 +22,19 @@ Cache (a repeated prompt never loads the encoder)::
     embs = cache.get_or_encode(prompts, encoder_path, lambda: (load_umt5(p), load_tokenizer(p)))
     cache.last_warnings  # truncation warnings of these prompts
 
-CLIP vision (Wan 2.1 I2V / FLF2V)::
-
-    clip = load_clip_vision(path, dtype=None, device="cpu")  # official open-clip .pth (visual.* only)
-                                                             # or ComfyUI clip_vision_h.safetensors
-    pixels = clip_preprocess(images, mode="squash")  # images [B, 3, H, W] in [-1, 1]
-                                                     # (value_range=(0, 1) for ComfyUI IMAGEs)
-    feats = clip.encode(pixels)                      # [B, 257, 1280] penultimate hidden states
+CLIP vision lives in ``wan_core.clip``; its names are re-exported here for older imports.
 """
 
+from ..clip import (  # re-exports: CLIP vision moved to wan_core.clip
+    CLIP_MEAN,
+    CLIP_STD,
+    CLIP_VISION_PRESETS,
+    CLIPVisionConfig,
+    CLIPVisionTower,
+    clip_preprocess,
+    load_clip_vision,
+)
 from .clean import clean_prompt
-from .clip_loader import load_clip_vision
-from .clip_preprocess import CLIP_MEAN, CLIP_STD, clip_preprocess
-from .clip_vision import CLIP_VISION_PRESETS, CLIPVisionConfig, CLIPVisionTower
 from .encode import EncodedPrompts, encode_prompts, encode_prompts_detailed, pad_embeddings
 from .loader import load_umt5
 from .prompt_cache import PromptEmbeddingCache, file_identity

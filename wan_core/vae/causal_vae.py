@@ -7,10 +7,10 @@ Usage (latents are **normalized**, DiT space, ``[B, z, T, h, w]``; frames ``[B, 
     z = vae.encode(video)                       # F = 1 + 4k frames -> T = 1 + k latent frames
     video = vae.decode(z)                       # T latent frames -> 1 + 4 (T - 1) frames
     # streaming decode, once per DiT chunk
-    cache = vae.new_decode_cache()              # CausalConvCache: one per video (and tile)
+    cache = vae.new_decode_state()              # CausalConvCache: one per video (and tile)
     for z_chunk in chunks:                      # any split of the latent frames
         frames = vae.decode_chunk(z_chunk, cache)   # first chunk of T: 1 + 4 (T-1) frames, later 4 T
-    # or: dec = vae.stream_decoder(); frames = dec(z_chunk); dec.reset()
+    # or: dec = vae.stream_decoder(); frames = dec.decode_chunk(z_chunk); dec.reset()
     # streaming encode (first chunk 1 + 4k frames, later chunks 4k frames)
     cache = vae.new_encode_cache()
     z0 = vae.encode_chunk(first_frames, cache); z1 = vae.encode_chunk(next_frames, cache)
@@ -23,13 +23,16 @@ history in the explicit :class:`CausalConvCache`. Peak working memory is bounded
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
 from .causal_conv import CausalConv3d, CausalConvCache, assign_cache_slots
 from .latent_norm import to_normalized, to_raw
+from .stream import StreamDecoder
 
-__all__ = ["WanCausalVAE", "StreamDecoder"]
+__all__ = ["WanCausalVAE"]
 
 
 class WanCausalVAE(nn.Module):
@@ -44,6 +47,7 @@ class WanCausalVAE(nn.Module):
     spatial_scale: int = 8
     temporal_scale: int = 4
     name: str = "Wan VAE"
+    decoder_kind = "wan_vae"
 
     def _finish_init(self) -> None:
         self.conv1 = CausalConv3d(self.z_dim * 2, self.z_dim * 2, 1)
@@ -52,8 +56,17 @@ class WanCausalVAE(nn.Module):
         self.decoder_slots = assign_cache_slots(self.decoder)
 
     # -- caches ---------------------------------------------------------------------------------
-    def new_decode_cache(self) -> CausalConvCache:
+    def new_decode_state(self) -> CausalConvCache:
         return CausalConvCache(self.decoder_slots)
+
+    def new_decode_cache(self) -> CausalConvCache:
+        """Deprecated name of :meth:`new_decode_state` (the name every decoder shares)."""
+        warnings.warn(
+            "WanCausalVAE.new_decode_cache() is deprecated; call new_decode_state()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.new_decode_state()
 
     def new_encode_cache(self) -> CausalConvCache:
         return CausalConvCache(self.encoder_slots)
@@ -65,7 +78,7 @@ class WanCausalVAE(nn.Module):
         tile_size: int | tuple[int, int] | None = None,
         tile_overlap: int = 8,
     ):
-        """A decode stream holding its own cache: ``frames = dec(z_chunk)``; ``dec.reset()``.
+        """A decode stream holding its own cache: ``frames = dec.decode_chunk(z_chunk)``; ``dec.reset()``.
 
         ``tile_size`` (latent pixels) switches to spatial tiling with ``tile_overlap`` blending
         (:class:`~wan_core.vae.tiling.TiledDecoder`, one cache per tile).
@@ -204,7 +217,7 @@ class WanCausalVAE(nn.Module):
         """
         return self.decode_chunk(
             latents,
-            self.new_decode_cache(),
+            self.new_decode_state(),
             normalized=normalized,
             latents_per_step=latents_per_step,
             clamp=clamp,
@@ -229,27 +242,3 @@ class WanCausalVAE(nn.Module):
         for i in range(1, video.shape[2], step):
             outs.append(self.encode_chunk(video[:, :, i : i + step], cache, normalized))
         return torch.cat(outs, dim=2)
-
-
-class StreamDecoder:
-    """A decode stream bound to one decoder (Wan VAE or TAEHV): ``frames = dec(z_chunk)``; ``reset()``.
-
-    Holds the decoder's streaming state (``CausalConvCache`` / ``TAEHVState``); ``decode_kwargs`` go to
-    every ``decode_chunk`` call (e.g. ``latents_per_step``, ``clamp``).
-    """
-
-    def __init__(self, vae, **decode_kwargs):
-        self.vae = vae
-        new_state = getattr(vae, "new_decode_cache", None) or vae.new_decode_state
-        self.cache = new_state()
-        self.decode_kwargs = decode_kwargs
-
-    @torch.no_grad()
-    def decode_chunk(self, latents: torch.Tensor) -> torch.Tensor:
-        """Normalized latents ``[B, C, T, h, w]`` -> frames ``[B, 3, F, H, W]`` in [-1, 1]."""
-        return self.vae.decode_chunk(latents, self.cache, **self.decode_kwargs)
-
-    __call__ = decode_chunk
-
-    def reset(self) -> None:
-        self.cache.reset()

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .latent_norm import to_normalized, to_raw
+from .stream import StreamDecoder
 
 __all__ = [
     "TAEHVConfig",
@@ -239,6 +240,7 @@ class TAEHV(nn.Module):
     """Tiny VAE for Wan latents. ``encoder`` / ``decoder`` are ``nn.Sequential`` with the reference indices."""
 
     name = "TAEHV"
+    decoder_kind = "taehv"
 
     def __init__(self, config: TAEHVConfig | None = None):
         super().__init__()
@@ -259,6 +261,10 @@ class TAEHV(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.decoder[-1].weight.dtype
 
+    @property
+    def device(self) -> torch.device:
+        return self.decoder[-1].weight.device
+
     def new_decode_state(self) -> TAEHVState:
         return TAEHVState(len(self.decoder))
 
@@ -266,19 +272,21 @@ class TAEHV(nn.Module):
         return TAEHVState(len(self.encoder))
 
     def stream_decoder(
-        self, clamp: bool = True, tile_size: int | tuple[int, int] | None = None, tile_overlap: int = 8
+        self,
+        latents_per_step: int | None = None,
+        clamp: bool = True,
+        tile_size: int | tuple[int, int] | None = None,
+        tile_overlap: int = 8,
     ):
-        """A decode stream holding its own state: ``frames = dec(z_chunk)``; ``dec.reset()``.
+        """A decode stream holding its own state: ``frames = dec.decode_chunk(z_chunk)``; ``dec.reset()``.
 
         ``tile_size`` (latent pixels) switches to spatial tiling with ``tile_overlap`` blending.
         """
         if tile_size is not None:
             from .tiling import TiledDecoder
 
-            return TiledDecoder(self, tile_size, tile_overlap, clamp=clamp)
-        from .causal_vae import StreamDecoder
-
-        return StreamDecoder(self, clamp=clamp)
+            return TiledDecoder(self, tile_size, tile_overlap, latents_per_step=latents_per_step, clamp=clamp)
+        return StreamDecoder(self, latents_per_step=latents_per_step, clamp=clamp)
 
     # -- decode ---------------------------------------------------------------------------------
     def _check_latents(self, z: torch.Tensor) -> None:
@@ -295,13 +303,28 @@ class TAEHV(nn.Module):
             )
 
     @torch.no_grad()
-    def decode_chunk(self, latents: torch.Tensor, state: TAEHVState, clamp: bool = True) -> torch.Tensor:
+    def decode_chunk(
+        self,
+        latents: torch.Tensor,
+        state: TAEHVState,
+        latents_per_step: int | None = None,
+        clamp: bool = True,
+    ) -> torch.Tensor:
         """Next latent frames ``[B, C, T, h, w]`` (normalized) -> frames ``[B, 3, F, H, W]`` in [-1, 1].
 
-        ``F = 4 T - 3`` for the first chunk of a stream, ``4 T`` afterwards. ``clamp=False`` skips
-        the final clamp (the reference clamps to [0, 1] before the [-1, 1] mapping).
+        ``F = 4 T - 3`` for the first chunk of a stream, ``4 T`` afterwards. ``latents_per_step``
+        bounds the working memory by that many latent frames per pass (same frames). ``clamp=False``
+        skips the final clamp (the reference clamps to [0, 1] before the [-1, 1] mapping).
         """
         self._check_latents(latents)
+        step = latents.shape[2] if latents_per_step is None else max(1, int(latents_per_step))
+        parts = [
+            self._decode_pass(latents[:, :, i : i + step], state, clamp)
+            for i in range(0, latents.shape[2], step)
+        ]
+        return torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
+
+    def _decode_pass(self, latents: torch.Tensor, state: TAEHVState, clamp: bool) -> torch.Tensor:
         z = to_raw(latents) if self.config.raw_latents else latents
         x = z.to(self.dtype).transpose(1, 2)  # [B, T, C, h, w]
         y = _run_blocks(self.decoder, x, state)  # [B, T', 3 p^2, H, W] (no TPool: never None)
@@ -324,14 +347,7 @@ class TAEHV(nn.Module):
 
         ``latents_per_step`` bounds the working memory by that many latent frames (same result).
         """
-        self._check_latents(latents)
-        state = self.new_decode_state()
-        step = latents.shape[2] if latents_per_step is None else max(1, int(latents_per_step))
-        parts = [
-            self.decode_chunk(latents[:, :, i : i + step], state, clamp=clamp)
-            for i in range(0, latents.shape[2], step)
-        ]
-        return torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
+        return self.decode_chunk(latents, self.new_decode_state(), latents_per_step, clamp)
 
     # -- encode ---------------------------------------------------------------------------------
     def _check_frames(self, x: torch.Tensor) -> None:

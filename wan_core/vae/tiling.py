@@ -16,13 +16,15 @@ model; the blending itself is exact (a spatially local decoder tiles to the unti
         frames = dec.decode_chunk(z_chunk)                    # [B, 3, F, H, W] in [-1, 1]
     dec.reset()                                               # new video
 
-Works with ``WanVAE21`` / ``WanVAE22`` (``decode_chunk(z, CausalConvCache)``) and ``TAEHV``
-(``decode_chunk(z, TAEHVState)``).
+Works with any decoder of the streaming interface (``stream.py``): ``WanVAE21`` / ``WanVAE22``
+(``CausalConvCache``) and ``TAEHV`` (``TAEHVState``).
 """
 
 from __future__ import annotations
 
 import torch
+
+from .stream import new_decode_state
 
 __all__ = ["TiledDecoder", "tile_starts"]
 
@@ -65,7 +67,6 @@ class TiledDecoder:
         self.overlap = tile_overlap
         self.scale = getattr(vae, "decoder_spatial_scale", None) or vae.spatial_scale
         self.decode_kwargs = decode_kwargs
-        self._new_state = getattr(vae, "new_decode_cache", None) or vae.new_decode_state
         self.states: dict[tuple[int, int], object] = {}
         self.grid: tuple[int, int] | None = None
 
@@ -90,7 +91,7 @@ class TiledDecoder:
             for ix, x0 in enumerate(xs):
                 key = (y0, x0)
                 if key not in self.states:
-                    self.states[key] = self._new_state()
+                    self.states[key] = new_decode_state(self.vae)
                 tile = latents[:, :, :, y0 : y0 + th, x0 : x0 + tw]
                 frames = self.vae.decode_chunk(
                     tile, self.states[key], **self.decode_kwargs

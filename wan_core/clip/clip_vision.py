@@ -6,7 +6,7 @@ Wan uses the *penultimate* hidden states: the tokens after all blocks but the la
 (``encode``: ``[B, 257, 1280]`` = transformers ``hidden_states[-2]`` = official
 ``visual(x, use_31_block=True)`` = ComfyUI ``penultimate_hidden_states``).
 
-Module names are ours; ``wan_core.text.clip_loader`` maps the official Wan (open-clip XLM-RoBERTa
+Module names are ours; ``wan_core.clip.clip_loader`` maps the official Wan (open-clip XLM-RoBERTa
 ViT-H/14 ``visual.*``), transformers / ComfyUI and open_clip layouts onto them.
 """
 
