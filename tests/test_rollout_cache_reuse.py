@@ -12,12 +12,12 @@ from cpu_stand_ins import CpuCapturer
 from official_ref import randomize_
 
 from wan_core.dit import WanDiT, WanDiTConfig
-from wan_core.rollout.schemes import causal as causal_module
-from wan_core.rollout.schemes import rolling_forcing as rolling_module
 from wan_core.rollout.graphs import ChunkForward
 from wan_core.rollout.pipeline import StreamingPipeline
 from wan_core.rollout.presets import get_preset
 from wan_core.rollout.schedulers import FewStepSchedule
+from wan_core.rollout.schemes import causal as causal_module
+from wan_core.rollout.schemes import rolling_forcing as rolling_module
 
 CFG = WanDiTConfig(dim=32, ffn_dim=64, num_heads=2, num_layers=2)
 SF = get_preset("self-forcing-1.3b").with_overrides(

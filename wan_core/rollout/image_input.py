@@ -4,8 +4,6 @@ stamped into latent frame 0 (TI2V ``clean_t0``, ``mask_inject``)."""
 
 from __future__ import annotations
 
-import torch
-
 from .conditioning import ConcatYStream, ImageCondition
 
 __all__ = ["image_condition"]
@@ -38,5 +36,7 @@ def image_condition(preset, dit_config, image, mode, *, vae, clip_vision, latent
         raise ValueError("image conditioning needs the VAE encoder (vae=...)")
     z = vae.encode_chunk(image[:, :, None], vae.new_encode_cache())  # [B, C, 1, h, w]
     if z.shape[-2:] != tuple(latent_hw):
-        raise ValueError(f"image latent {tuple(z.shape[-2:])} does not match the video latent {tuple(latent_hw)}")
+        raise ValueError(
+            f"image latent {tuple(z.shape[-2:])} does not match the video latent {tuple(latent_hw)}"
+        )
     return ImageCondition(mode, image_latent=z.float()), None

@@ -67,7 +67,9 @@ class TensorNoise:
 
     def __call__(self, i: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
         if not 0 <= i < len(self.chunks):
-            raise IndexError(f"TensorNoise holds the noise of {len(self.chunks)} chunks, chunk {i} was asked for")
+            raise IndexError(
+                f"TensorNoise holds the noise of {len(self.chunks)} chunks, chunk {i} was asked for"
+            )
         return _checked(self.chunks[i], i, shape, device, "TensorNoise")
 
 

@@ -10,7 +10,6 @@ rollout scheme of its preset (``schemes/``). Call order, runner and lifecycle: d
 from __future__ import annotations
 
 import dataclasses
-import weakref
 from collections.abc import Callable, Iterator
 
 import torch
@@ -27,6 +26,7 @@ from .image_input import image_condition
 from .noise import as_noise_source, chunk_seed
 from .presets import DEFAULT_NEGATIVE_PROMPT, RolloutPreset
 from .prompt import cross_tensors, make_prompt
+from .runner import PipelineRunner, RolloutInterrupted, oom_advice, oom_described, release_after_oom
 from .schemes import SchemeOptions, scheme_for
 from .state import ChunkResult, RolloutState
 from .video import VideoSpec, latent_frames_for
@@ -36,56 +36,12 @@ __all__ = ["ChunkResult", "RolloutState", "RolloutInterrupted", "StreamingPipeli
 ProgressFn = Callable[[int, "int | None", int], None]  # (steps done, total steps or None, chunk index)
 
 
-class RolloutInterrupted(RuntimeError):
-    """Raised between denoising steps when the interrupt hook asks to stop."""
-
-
-def _oom_described(what: str):
-    """``explain_oom`` describe function for a pipeline method: (what, device, the pipeline's fixes)."""
-
-    def describe(pipe, *args, **kwargs):
-        i = args[0] if args else kwargs.get("i", "?")
-        return (what.format(i=i) if "{i}" in what else what), pipe.device, pipe.oom_fixes()
-
-    return describe
-
-
-def _release_after_oom(pipe, *args, **kwargs) -> None:
-    pipe.release()  # the KV cache may be half-written: a later generate asks for initialize_cache
-
-
-class _Runner:
-    """The scheme's ``Runner``: every DiT pass goes through the pipeline (graphs, compile guard)."""
-
-    def __init__(self, pipe: StreamingPipeline):
-        self._pipe = weakref.proxy(pipe)  # no reference cycle: a dropped pipeline frees at once
-        self.device = pipe.device
-
-    def chunk(self, model, x, t, cross, cache, y=None):
-        return self._pipe._run_chunk(model, x, t, cross, cache, y)
-
-    def call(self, fn, *args, **kwargs):
-        return self._pipe._guard_compile(fn, *args, **kwargs)
-
-    def noise(self, i: int) -> torch.Tensor:
-        return self._pipe.chunk_noise(i)
-
-    def check_interrupt(self) -> None:
-        self._pipe._check_interrupt()
-
-    def step_done(self, chunk: int) -> None:
-        self._pipe._step_done(chunk)
-
-    def reset_graphs(self) -> None:
-        self._pipe.forward_runner.reset()
-
-
 class StreamingPipeline:
     """Chunk-by-chunk Wan video generation with the preset's rollout scheme.
 
     dit: ``WanDiT`` (or ``DualExpertDiT`` for the bidirectional A14B presets).
     text_encoder: ``prompts (list[str]) -> [B, L, 4096]`` tensor or list of ``[L_i, 4096]`` (optional:
-        ``start_video`` also takes precomputed embeddings).
+        ``start_video`` also takes embeddings).
     vae: encoder for image conditioning (``new_encode_cache`` / ``encode_chunk``), optional.
     decoder: a Wan VAE, a TAEHV, or any ``stream_decoder()`` factory (see ``decoders.py``); optional --
         without it ``ChunkResult.frames`` / ``host_frames()`` are None.
@@ -141,7 +97,7 @@ class StreamingPipeline:
             )
         self.device = self.experts[0].device
         options = SchemeOptions(rope, cache_dtype, self.context_pass_last, missing_inputs)
-        self.scheme = scheme_for(preset)(preset, dit, _Runner(self), options)
+        self.scheme = scheme_for(preset)(preset, dit, PipelineRunner(self), options)
         graphs_default, compile_default = default_speed_flags(self.device)
         self.cuda_graphs = graphs_default if cuda_graphs is None else bool(cuda_graphs)
         self.compiled = compile_default if compile is None else bool(compile)
@@ -150,7 +106,11 @@ class StreamingPipeline:
         self.overlap_decode = cuda and (graphs_default if overlap_decode is None else bool(overlap_decode))
         self.decode_stream: torch.cuda.Stream | None = None  # the side stream, made once, kept across videos
         prepared = prepare_dit(
-            dit, fuse_qkv=self.fused_qkv, fp8_linear=fp8_linear, compile=self.compiled, compile_mode=compile_mode
+            dit,
+            fuse_qkv=self.fused_qkv,
+            fp8_linear=fp8_linear,
+            compile=self.compiled,
+            compile_mode=compile_mode,
         )
         self.fp8_report = prepared.fp8
         self.forward_runner = ChunkForward(enabled=self.cuda_graphs)
@@ -183,7 +143,7 @@ class StreamingPipeline:
 
     # -- starting a video ----------------------------------------------------------------------------
     @torch.no_grad()
-    @explain_oom(_oom_described("allocating the video's KV cache and prompt buffers"), _release_after_oom)
+    @explain_oom(oom_described("allocating the video's KV cache and prompt buffers"), release_after_oom)
     def start_video(self, *args, **kwargs) -> RolloutState:
         """Start a new video (arguments: ``_start_video``). If this fails (bad size, missing encoder, ...)
         the previous video's state is released too: a later ``generate`` asks for a new start."""
@@ -218,9 +178,8 @@ class StreamingPipeline:
         images = 0 if image is None else (1 if image.ndim == 3 else image.shape[0])
         if image is not None and images != video.batch:
             raise ValueError(f"{images} images for {video.batch} prompts")
-        state = RolloutState(
-            video, int(seed), as_noise_source(noise, seed), prompt, scheme, dict(prompt_switches or {}), cond, self.vae
-        )
+        switches, source = dict(prompt_switches or {}), as_noise_source(noise, seed)
+        state = RolloutState(video, int(seed), source, prompt, scheme, switches, cond, self.vae)
         if self.decoder is not None:
             if self.overlap_decode and self.decode_stream is None:
                 self.decode_stream = new_decode_side_stream(self.device)
@@ -241,7 +200,9 @@ class StreamingPipeline:
         videos (many jobs in one ComfyUI process) never hold two caches."""
         old = self.scheme.cache
         same = old is not None and type(old) is cls
-        if same and all(getattr(old, k, None) == (torch.device(v) if k == "device" else v) for k, v in spec.items()):
+        if same and all(
+            getattr(old, k, None) == (torch.device(v) if k == "device" else v) for k, v in spec.items()
+        ):
             old.reset()
             return old
         self.scheme.release()
@@ -261,7 +222,9 @@ class StreamingPipeline:
     def _apply_switch(self, i: int, prompts) -> None:
         st = self.state
         clip_fea = st.image.clip_fea if st.image is not None else None
-        st.prompt = make_prompt(self.experts, self.text_encoder, self.device, prompts, None, clip_fea, st.batch)
+        st.prompt = make_prompt(
+            self.experts, self.text_encoder, self.device, prompts, None, clip_fea, st.batch
+        )
         self.scheme.switch_prompt(i, st.prompt)
 
     def chunk_noise(self, i: int) -> torch.Tensor:
@@ -309,7 +272,7 @@ class StreamingPipeline:
 
     # -- chunks --------------------------------------------------------------------------------------
     @torch.no_grad()
-    @explain_oom(_oom_described("generating chunk {i}"), _release_after_oom)
+    @explain_oom(oom_described("generating chunk {i}"), release_after_oom)
     def generate(self, i: int) -> ChunkResult:
         """Generate chunk ``i`` (chunks go in order; re-generating the last chunk is not supported)."""
         st = self._require_state()
@@ -327,7 +290,7 @@ class StreamingPipeline:
         return ChunkResult(i, start, x0, decoded)
 
     @torch.no_grad()
-    @explain_oom(_oom_described("writing chunk {i}'s clean K/V (context pass)"), _release_after_oom)
+    @explain_oom(oom_described("writing chunk {i}'s clean K/V (context pass)"), release_after_oom)
     def finalize(self, i: int) -> None:
         """What chunk ``i`` leaves for later chunks (e.g. its clean K/V: a DiT pass at ``context_noise``)."""
         st = self._require_state()
@@ -360,7 +323,8 @@ class StreamingPipeline:
     def cache_growth_nbytes(self, *args, **kwargs) -> int:
         """Bytes ``start_video`` will newly allocate for this geometry (arguments as
         ``planned_cache_nbytes``): the planned KV cache minus the kept one, which it frees or reuses."""
-        kept = self.scheme.cache.kv_nbytes() if self.state is not None and self.scheme.cache is not None else 0
+        cache = None if self.state is None else self.scheme.cache
+        kept = 0 if cache is None else cache.kv_nbytes()
         return max(0, self.planned_cache_nbytes(*args, **kwargs) - kept)
 
     def cache_nbytes(self) -> int:
@@ -380,17 +344,7 @@ class StreamingPipeline:
 
     def oom_fixes(self) -> list[str]:
         """What shrinks this pipeline's memory, with the current values (for out-of-memory errors)."""
-        p, st = self.preset, self.state
-        size = "width / height" if st is None else f"now {st.latent_w * p.vae_stride[2]}x{st.latent_h * p.vae_stride[1]}"
-        fixes = [f"a smaller video ({size}): the KV cache and every pass's activations grow with it"]
-        fixes += self.scheme.oom_fixes()
-        fixes.append("fp8 DiT weights: an *_fp8_scaled.safetensors file (Load Wan DiT precision fp8) halve the DiT's memory")
-        if self.cuda_graphs:
-            fixes.append("CUDA graphs off (Load Wan DiT cuda_graphs; CLI --no-cuda-graphs): their pool holds a pass")
-        if getattr(self.decoder, "kind", None) == "wan_vae":
-            fixes.append("the TAEHV decoder instead of the Wan VAE for the frames (Load TAEHV; CLI --decoder taehv)")
-        fixes.append("fewer other models or programs on this GPU (ComfyUI: Free model and node cache)")
-        return fixes
+        return oom_advice(self)
 
     # -- kept between videos -------------------------------------------------------------------------
     def rebind(self, *, vae=None, decoder=None, clip_vision=None, progress=None, interrupt=None) -> None:
@@ -416,4 +370,3 @@ class StreamingPipeline:
         self.scheme.release()
         self.state = None
         self.forward_runner.reset()
-

@@ -39,7 +39,9 @@ def embed_prompts(prompts, text_encoder: Callable | None, device) -> torch.Tenso
         ctx = pad_stack(list(prompts))
     else:
         if text_encoder is None:
-            raise ValueError("text prompts given but the pipeline has no text_encoder; pass embeddings instead")
+            raise ValueError(
+                "text prompts given but the pipeline has no text_encoder; pass embeddings instead"
+            )
         out = text_encoder(list(prompts))
         ctx = out if isinstance(out, torch.Tensor) else pad_stack(list(out))
     return ctx.to(device)

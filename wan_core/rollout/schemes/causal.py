@@ -67,7 +67,9 @@ class CausalScheme(RolloutScheme):
         window = p.window_frames
         if window is None:
             if t is None:
-                raise ValueError(f"preset {p.name!r} has unbounded attention: give num_frames (or set window_frames)")
+                raise ValueError(
+                    f"preset {p.name!r} has unbounded attention: give num_frames (or set window_frames)"
+                )
             window = t
         rope = self.options.rope
         if rope == "auto":

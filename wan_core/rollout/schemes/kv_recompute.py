@@ -73,9 +73,13 @@ class KVRecomputeScheme(CausalScheme):
     def __init__(self, preset, dit, runner, options):
         super().__init__(preset, dit, runner, options)
         if preset.kv_recompute_frames < 2:
-            raise ValueError(f"KV recompute needs at least 2 context frames, got {preset.kv_recompute_frames}")
+            raise ValueError(
+                f"KV recompute needs at least 2 context frames, got {preset.kv_recompute_frames}"
+            )
         if preset.kv_recompute_anchor not in ANCHORS:
-            raise ValueError(f"kv_recompute_anchor must be one of {ANCHORS}, got {preset.kv_recompute_anchor!r}")
+            raise ValueError(
+                f"kv_recompute_anchor must be one of {ANCHORS}, got {preset.kv_recompute_anchor!r}"
+            )
         self.k = preset.kv_recompute_frames
         self.anchor = preset.kv_recompute_anchor
         self.pixels: FrameHistory | None = None
@@ -136,7 +140,9 @@ class KVRecomputeScheme(CausalScheme):
             runner.chunk(model, x, t, cross, cache, None)
 
         context = self._context(i, start)
-        self._offset = start - recompute_context(run_piece, context, self.video.frames_per_chunk, self.video.batch, runner.device)
+        self._offset = start - recompute_context(
+            run_piece, context, self.video.frames_per_chunk, self.video.batch, runner.device
+        )
 
     def _context(self, chunk: int, start: int) -> torch.Tensor:  # [B, C, min(start, K), h, w]
         if uses_frame_zero(chunk, self.video.frames_per_chunk, self.k, self.anchor):

@@ -42,7 +42,13 @@ from ..schedulers import flow_to_x0, renoise
 from .base import RolloutScheme, register_scheme
 from .causal import single_expert
 
-__all__ = ["RollingForcingScheme", "RollingWindowCache", "GatheredLayerKV", "RollingForcingSampler", "ATTENTION_FRAMES"]
+__all__ = [
+    "RollingForcingScheme",
+    "RollingWindowCache",
+    "GatheredLayerKV",
+    "RollingForcingSampler",
+    "ATTENTION_FRAMES",
+]
 
 ATTENTION_FRAMES = 21  # RF CausalWanSelfAttention.max_attention_size (frames)
 
