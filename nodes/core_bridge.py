@@ -67,15 +67,19 @@ def load_dit(
         )
     rt.free_memory_for(path, device)
     model = core_load_dit(path, dtype=dtype, device=device, attention=attention)
+    from wan_core.accel import prepare_dit
+
+    # LoRA merge, then FP8 math; the pipeline fuses q/k/v and compiles later (prepare_dit owns the order)
+    prepared = prepare_dit(model, lora=lora_path, lora_strength=lora_strength, fp8_linear=fp8_math)
     if lora_path is not None:
-        from wan_core.rollout.lora import merge_lora
-
-        merged = merge_lora(model, lora_path, scale=lora_strength)
-        log.info("Load Wan DiT: merged %d LoRA layers of %s (strength %s)", merged, lora_path, lora_strength)
-    if fp8_math:  # after the LoRA merge (it needs 16-bit weights); the pipeline fuses q/k/v afterwards
-        from wan_core.fp8_linear import fp8_linears_
-
-        log.info("Load Wan DiT: %s", fp8_linears_(model).summary())
+        log.info(
+            "Load Wan DiT: merged %d LoRA layers of %s (strength %s)",
+            prepared.lora_layers,
+            lora_path,
+            lora_strength,
+        )
+    if prepared.fp8 is not None:
+        log.info("Load Wan DiT: %s", prepared.fp8.summary())
     cfg = model.config
     family = getattr(cfg, "model_type", "t2v")
     desc = f"Wan DiT {family} dim {cfg.dim} x {cfg.num_layers} layers, in {cfg.in_dim} / out {cfg.out_dim} channels"

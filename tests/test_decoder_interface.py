@@ -14,7 +14,6 @@ import torch
 from official_ref import max_rel_err, randomize_
 
 from wan_core.clip import CLIPVisionConfig, CLIPVisionTower, clip_preprocess, encode_image
-from wan_core.rollout.decoders import as_stream_decoder_factory
 from wan_core.vae import (
     EncoderOnDevice,
     OnDevice,
@@ -159,7 +158,6 @@ def test_as_rollout_decoder_accepts_models_and_factories():
     assert as_rollout_decoder(factory) is factory
     with pytest.raises(TypeError, match="not a decoder"):
         as_rollout_decoder(object())
-    assert as_stream_decoder_factory is as_rollout_decoder  # the old name, kept for older imports
 
 
 def test_old_decode_state_name_is_a_deprecated_alias():

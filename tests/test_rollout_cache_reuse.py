@@ -12,11 +12,12 @@ from cpu_stand_ins import CpuCapturer
 from official_ref import randomize_
 
 from wan_core.dit import WanDiT, WanDiTConfig
-from wan_core.rollout import pipeline as pipeline_module
 from wan_core.rollout.graphs import ChunkForward
 from wan_core.rollout.pipeline import StreamingPipeline
 from wan_core.rollout.presets import get_preset
 from wan_core.rollout.schedulers import FewStepSchedule
+from wan_core.rollout.schemes import causal as causal_module
+from wan_core.rollout.schemes import rolling_forcing as rolling_module
 
 CFG = WanDiTConfig(dim=32, ffn_dim=64, num_heads=2, num_layers=2)
 SF = get_preset("self-forcing-1.3b").with_overrides(
@@ -89,7 +90,8 @@ def test_graphs_dropped_after_a_prompt_switch_and_outputs_stay_fresh():
 def test_new_geometry_frees_the_old_cache_before_allocating(preset, monkeypatch):
     """Every allocation of a cache class finds the previous cache already freed (by reference count,
     no garbage collection: on CUDA its memory goes back to the allocator before the new cache asks)."""
-    cls = pipeline_module.RollingWindowCache if preset is RF else pipeline_module.OffsetRollingKVCache
+    module = rolling_module if preset is RF else causal_module
+    cls = module.RollingWindowCache if preset is RF else module.RollingKVCache
     alive: list[weakref.ref] = []
     coexisting = []
 
@@ -99,7 +101,7 @@ def test_new_geometry_frees_the_old_cache_before_allocating(preset, monkeypatch)
             super().__init__(*a, **k)
             alive.append(weakref.ref(self))
 
-    monkeypatch.setattr(pipeline_module, cls.__name__, Tracked)
+    monkeypatch.setattr(module, cls.__name__, Tracked)
     gc.collect()
     gc.disable()  # a reference cycle would keep the old cache until a collection: make that visible
     try:

@@ -134,7 +134,7 @@ def test_rolling_forcing_rejects_partial_chunks_and_switches():
 def test_each_pass_plan_is_one_upload_expanded_on_the_device(monkeypatch):
     """One host->device upload per planned pass (pinned and non-blocking on CUDA: no host sync), the
     token indices expanded on the device into buffers that keep their addresses."""
-    from wan_core.rollout import rolling_window
+    from wan_core.rollout.schemes import rolling_forcing as rolling_window
 
     calls = []
     real = rolling_window.upload_to_device

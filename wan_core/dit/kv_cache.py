@@ -46,7 +46,7 @@ level, constant once the cache is full), so it can be captured in a CUDA graph p
 replayed after each plan.
 
 The cache interface ``WanDiT.forward_planned`` reads (after a plan; implemented by ``RollingKVCache``
-and, without subclassing it, by Rolling Forcing's ``wan_core.rollout.rolling_window.RollingWindowCache``;
+and, without subclassing it, by Rolling Forcing's ``wan_core.rollout.schemes.rolling_forcing.RollingWindowCache``;
 the context-parallel DiT reads the same plus ``num_heads`` and ``kv_frames``):
 
 - ``frame_tokens`` (int): tokens per latent frame; ``chunk_frames`` (int): frames of the planned pass

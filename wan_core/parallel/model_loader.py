@@ -29,17 +29,12 @@ class DiTFile:
     fp8_linear: bool = False  # FP8 math in the blocks' Linears (after the LoRA merge), as Load Wan DiT did
 
     def load(self, device: torch.device) -> torch.nn.Module:
+        from ..accel import prepare_dit
         from ..dit.loader import load_dit
 
         model = load_dit(self.path, dtype=getattr(torch, self.dtype), device=device, attention=self.attention)
-        if self.lora_path is not None:
-            from ..rollout.lora import merge_lora
-
-            merge_lora(model, self.lora_path, scale=self.lora_strength)
-        if self.fp8_linear:
-            from ..fp8_linear import fp8_linears_
-
-            fp8_linears_(model)
+        # LoRA merge -> FP8 math (the pipeline built on it fuses q/k/v and compiles: prepare_dit's order)
+        prepare_dit(model, lora=self.lora_path, lora_strength=self.lora_strength, fp8_linear=self.fp8_linear)
         return model
 
 

@@ -2,7 +2,7 @@
 
 ``parallelize_pipeline(pipe, mode, ctx)`` returns a pipeline over the same loaded models whose DiT is a
 ``ContextParallelDiT`` and whose rolling KV cache is this rank's share. The rollout code is unchanged:
-``StreamingPipeline._cache_spec`` asks the DiT for its ``kv_cache_geometry`` (this rank's tokens per
+the causal scheme's ``cache_spec`` asks the DiT for its ``kv_cache_geometry`` (this rank's tokens per
 frame and heads), so the pipeline needs no subclass.
 """
 

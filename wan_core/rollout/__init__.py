@@ -3,7 +3,7 @@
     from wan_core.rollout import StreamingPipeline, get_preset
     from wan_core.rollout.loading import resolve_files, encode_text, build_pipeline
 
-See ``pipeline.py`` for the call order (``initialize_cache`` -> ``generate(i)`` -> ``finalize(i)``).
+Call order ``start_video`` -> ``generate(i)`` -> ``finalize(i)``; schemes in ``schemes/`` (docs/ARCHITECTURE.md).
 """
 
 from .conditioning import ImageCondition, i2v_mask

@@ -112,7 +112,7 @@ class DecodedFrames:
 class FrameDecodeStream:
     """One video's decoder state, decoding chunks in order; on ``side_stream`` when given (CUDA).
 
-    ``factory``: a stream-decoder factory (``decoders.as_stream_decoder_factory``): ``stream_decoder()``
+    ``factory``: a stream-decoder factory (``wan_core.vae.stream.as_rollout_decoder``): ``stream_decoder()``
     -> object with ``decode_chunk(latents [B, C, n, h, w]) -> frames [B, 3, f, H, W]``.
     """
 

@@ -12,9 +12,9 @@ after its replay, so the pool holds about one pass's activations, not one per le
 (latents, timesteps, y) are copied into static buffers before each replay. A key is captured the
 second time it is seen (the first call runs eagerly), so one-off shapes (a shorter last chunk, prompt
 switch re-encodes) never pay for a capture. Replacing the prompt cache (prompt switch) or the KV
-cache invalidates the graphs (``reset()``); a new video of the same geometry keeps them, because the
-pipeline reuses its KV cache and copies the new prompt's cross-attention K/V into the buffers the graphs
-read (``StreamingPipeline.initialize_cache``). A capture failure falls back to eager (warned).
+cache invalidates the graphs (``reset()``); a new video of the same geometry keeps them: the pipeline
+reuses its KV cache and hands the new prompt's cross-attention K/V to ``bind_cross``, which copies them
+into the buffers the graphs read when it can. A capture failure falls back to eager (warned).
 
 The capture itself is a ``GraphCapturer`` (``CudaGraphCapturer`` on CUDA); the key, static-buffer
 and fallback logic of ``ChunkForward`` is device independent, so tests drive it on CPU with a
@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import torch
 
 from wan_core.dit.model import dit_experts
+
+from .prompt import cross_tensors, same_shapes
 
 __all__ = [
     "CAPTURE_LOCK",
@@ -161,6 +163,7 @@ class ChunkForward:
         self._graphs: dict[tuple, _Captured] = {}
         self._seen: set[tuple] = set()
         self._pool = None
+        self._bound: tuple[list, object] | None = None  # (per-expert cross K/V, KV cache) graphs read
         self.replays = 0
         self.captures = 0
 
@@ -169,6 +172,24 @@ class ChunkForward:
         self._graphs.clear()
         self._seen.clear()
         self._pool = None
+        self._bound = None
+
+    @torch.no_grad()
+    def bind_cross(self, crosses: list, cache) -> list:
+        """The per-expert ``CrossAttnCache`` list a new video's passes should read. When ``cache`` is the
+        KV cache the captured graphs were bound to and ``crosses`` has the shapes of the bound buffers,
+        the new K/V are copied into those buffers and they are returned (the graphs replay); otherwise
+        the graphs are dropped and ``crosses`` becomes the bound set."""
+        if self._bound is not None:
+            old, old_cache = self._bound
+            if cache is not None and cache is old_cache and same_shapes(old, crosses):
+                for dst, src in zip(old, crosses):
+                    for d, s in zip(cross_tensors(dst), cross_tensors(src)):
+                        d.copy_(s)
+                return old
+        self.reset()
+        self._bound = (crosses, cache)
+        return crosses
 
     @property
     def num_graphs(self) -> int:

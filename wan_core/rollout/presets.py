@@ -19,8 +19,8 @@ Sources (configs of each project, read from their public repos; see FACTS.md sec
 | wan2.2-t2v-a14b / i2v-a14b | Euler 40 steps | - | 12 / 5 | whole video | two experts, boundary 0.875 / 0.9 |
 
 Notes. Rolling Forcing (TencentARC/RollingForcing @a1477d0) denoises a window of 5 chunks jointly at
-staggered noise levels (``sampler="rolling_forcing"``, ``rolling_window.py``). Krea realtime (krea-ai/realtime-video @acf4b7b, ``release_server.py``) rebuilds the
-KV cache before every chunk (``do_kv_recomp: true``, ``kv_cache_num_frames 3``; ``kv_recompute.py``);
+staggered noise levels (``sampler="rolling_forcing"``, ``schemes/rolling_forcing.py``). Krea realtime (krea-ai/realtime-video @acf4b7b, ``release_server.py``) rebuilds the
+KV cache before every chunk (``do_kv_recomp: true``, ``kv_cache_num_frames 3``; ``schemes/kv_recompute.py``);
 its server builds the steps with ``get_denoising_schedule`` = linspace(1000, 0, 5) warped through the
 shifted table, i.e. 1000 / 937.5 / 833.3 / 625 and a last step at t = 0 (``final_t0_step``; the config
 file's unwarped ``[1000, 937, 833, 625, 0]`` is not what the server runs).
@@ -132,7 +132,7 @@ class RolloutPreset:
     lora: ModelFile | None = None  # merged into the DiT at load (LongLive)
     # sampling
     # "few_step" (AR, chunk by chunk) | "rolling_forcing" (AR, a window of chunks at staggered noise levels,
-    # rolling_window.py) | "euler_cfg" (bidirectional, one chunk)
+    # schemes/rolling_forcing.py) | "euler_cfg" (bidirectional, one chunk)
     sampler: str = "few_step"
     schedule: FewStepSchedule | None = None
     euler: EulerSchedule | None = None
@@ -147,10 +147,13 @@ class RolloutPreset:
     sink_frames: int = 0
     # Krea KV recompute: context latent frames (anchor + the last K-1) rebuilt into the cache before every
     # chunk; 0 = off (clean context pass per chunk). Anchor: "reencode" (Krea default: VAE-encode a decoded
-    # frame) | "first_frame" (Krea ``keep_first_frame``: latent frame 0). See kv_recompute.py.
+    # frame) | "first_frame" (Krea ``keep_first_frame``: latent frame 0). See schemes/kv_recompute.py.
     kv_recompute_frames: int = 0
     kv_recompute_anchor: str = "reencode"
     image_stamp: str = "none"  # "none" | "mask_inject" | "clean_t0" (TI2V) | "concat_y" (I2V 14B)
+    # the rollout scheme by its registered name (``rollout/schemes``); None: the published one, derived
+    # from ``sampler`` and ``kv_recompute_frames`` (see ``scheme``)
+    custom_scheme: str | None = None
     # video
     height: int = 480
     width: int = 832
@@ -190,6 +193,17 @@ class RolloutPreset:
     @property
     def is_autoregressive(self) -> bool:
         return self.sampler in ("few_step", "rolling_forcing")
+
+    @property
+    def scheme(self) -> str:
+        """Name of the rollout scheme that runs this preset (``rollout/schemes``)."""
+        if self.custom_scheme is not None:
+            return self.custom_scheme
+        if self.sampler == "euler_cfg":
+            return "bidirectional"
+        if self.sampler == "rolling_forcing":
+            return "rolling_forcing"
+        return "kv_recompute" if self.kv_recompute_frames else "causal"
 
     def files(self, decoder: str = "vae") -> list[ModelFile]:
         """Files needed to run this preset with the given decoder ("vae" | "taehv")."""

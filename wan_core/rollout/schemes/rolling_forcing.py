@@ -38,9 +38,17 @@ import torch
 from wan_core.dit.kv_cache import LayerKV, upload_to_device
 from wan_core.memory import tensor_nbytes
 
-from .schedulers import flow_to_x0, renoise
+from ..schedulers import flow_to_x0, renoise
+from .base import RolloutScheme, register_scheme
+from .causal import single_expert
 
-__all__ = ["RollingWindowCache", "GatheredLayerKV", "RollingForcingSampler", "ATTENTION_FRAMES"]
+__all__ = [
+    "RollingForcingScheme",
+    "RollingWindowCache",
+    "GatheredLayerKV",
+    "RollingForcingSampler",
+    "ATTENTION_FRAMES",
+]
 
 ATTENTION_FRAMES = 21  # RF CausalWanSelfAttention.max_attention_size (frames)
 
@@ -247,8 +255,10 @@ class RollingForcingSampler:
         self.run, self.noise, self.context_noise = run, noise, context_noise
         self.on_window = on_window
         self.next_window = 0
-        self.in_flight: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # chunk -> (x_t, its noise draws)
-        self.done: dict[int, torch.Tensor] = {}  # chunk -> final x0, until finalized
+        # the window's chunks (noisy, not history): chunk -> (x_t, its noise draws); done: chunk -> final
+        # x0 until finalized (one at a time: each window completes its oldest chunk)
+        self.in_flight: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.done: dict[int, torch.Tensor] = {}
 
     def window_chunks(self, w: int) -> list[int]:
         last = w if self.num_chunks is None else min(self.num_chunks - 1, w)
@@ -317,3 +327,94 @@ class RollingForcingSampler:
         c.plan(slots, list(range(s, s + n)), [c.slot_of(f) for f in key_frames], key_pos)
         t = torch.full((x0.shape[0], n), float(self.context_noise), device=x0.device)
         self.run(x0, t)
+
+
+@register_scheme("rolling_forcing")
+class RollingForcingScheme(RolloutScheme):
+    """The pipeline's side of Rolling Forcing: ``generate(i)`` runs windows until chunk i is done (R
+    windows for chunk 0, then one per chunk), ``finalize(i)`` writes its clean K/V."""
+
+    title = "Rolling Forcing"
+
+    def __init__(self, preset, dit, runner, options):
+        super().__init__(preset, dit, runner, options)
+        single_expert(preset, self.experts)
+        self.rolling: RollingForcingSampler | None = None
+
+    @property
+    def noise_draws(self) -> int:
+        return len(self.preset.schedule)
+
+    def total_steps(self, num_chunks):  # a window pass per chunk + R - 1 filling the window
+        return None if num_chunks is None else num_chunks + len(self.preset.schedule) - 1
+
+    def check_start(self, video, state) -> None:
+        p, n, t = self.preset, self.preset.frames_per_chunk, video.num_latent_frames
+        if state.image is not None or state.switches:
+            raise ValueError(
+                f"preset {p.name!r} (Rolling Forcing) supports neither image conditioning nor prompt switches"
+            )
+        if t is not None and t % n:
+            raise ValueError(
+                f"Rolling Forcing denoises whole chunks of {n} latent frames; {t} latent frames "
+                f"is not a multiple of {n}: pass num_chunks, or num_frames = 1 + 4 (T - 1) with T a multiple of {n}"
+            )
+
+    def cache_spec(self, video):
+        """``RollingWindowCache`` arguments (no memory)."""
+        p, model = self.preset, self.experts[0]
+        cfg = model.config
+        frame_tokens = (video.latent_h // cfg.patch[1]) * (video.latent_w // cfg.patch[2])
+        if model.kv_cache_geometry(frame_tokens) != (frame_tokens, cfg.num_heads):
+            raise ValueError(
+                f"preset {p.name!r} (Rolling Forcing) does not run context-parallel yet (its window cache is "
+                "not sharded); run it on one GPU"
+            )
+        return RollingWindowCache, dict(
+            num_layers=cfg.num_layers,
+            batch=video.batch,
+            frame_tokens=frame_tokens,
+            num_heads=cfg.num_heads,
+            head_dim=cfg.head_dim,
+            block_frames=p.frames_per_chunk,
+            window_blocks=len(p.schedule.timesteps),
+            dtype=self.options.cache_dtype or model.compute_dtype,
+            device=self.runner.device,
+        )
+
+    def start(self, video, state, cache) -> None:
+        super().start(video, state, cache)
+        model, sched, runner, n = self.experts[0], self.preset.schedule, self.runner, video.frames_per_chunk
+
+        def run(x, t):
+            return runner.call(model.forward_planned, x, t, state.prompt.cross[0], cache, None)
+
+        t = video.num_latent_frames
+        self.rolling = RollingForcingSampler(
+            cache,
+            sched.timesteps,
+            sched.sigmas,
+            n,
+            None if t is None else t // n,
+            run,
+            runner.noise,
+            sched.context_noise,
+            on_window=runner.check_interrupt,
+        )
+
+    def generate(self, i: int) -> torch.Tensor:
+        windows = self.rolling.next_window
+        x0 = self.rolling.generate(i)
+        for _ in range(self.rolling.next_window - windows):
+            self.runner.step_done(i)
+        return x0
+
+    def finalize(self, i: int) -> None:
+        self.rolling.finalize(i)
+
+    def release(self) -> None:
+        super().release()
+        self.rolling = None
+
+    def oom_fixes(self) -> list[str]:
+        return ["a shorter attention window (sampler window_frames / sink_frames; CLI --window / --sink)"]
