@@ -72,7 +72,9 @@ def _explain(e: BaseException, repo: str, revision: str, folder: Path) -> Downlo
         fix = f"the disk holding {folder} is full: free space there, or pick another models folder"
     elif isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         fix = _read_only_fix(folder)
-    elif status is not None and status >= 500 or "Timeout" in " ".join(names) or "Connect" in " ".join(names):
+    elif status is not None and status >= 500:
+        fix = f"the Hub answered with a server error ({status}): wait a few minutes and run again"
+    elif "Timeout" in " ".join(names) or "Connect" in " ".join(names):
         fix = "the Hub could not be reached: check the internet connection, a proxy (HTTPS_PROXY) or HF_ENDPOINT, then run again"
     elif "LocalEntryNotFoundError" in names:
         fix = "the Hub could not be reached: check the internet connection, a proxy (HTTPS_PROXY) or HF_ENDPOINT, then run again"
@@ -92,7 +94,11 @@ def _writable_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DownloadFailed(f"cannot create {folder} ({e.strerror or e})", _read_only_fix(folder)) from e
+        if e.errno in (errno.ENOTDIR, errno.EEXIST):
+            fix = f"a file is in the way of the folder {folder}: the models folder must be a folder"
+        else:
+            fix = _read_only_fix(folder)
+        raise DownloadFailed(f"cannot create {folder} ({e.strerror or e})", fix) from e
     if not os.access(folder, os.W_OK | os.X_OK):
         raise DownloadFailed(f"cannot write to {folder}", _read_only_fix(folder))
 
