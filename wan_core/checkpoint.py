@@ -222,7 +222,11 @@ class Checkpoint:
 
     def _open_pickle(self, p: Path, found: Found) -> None:
         try:
-            obj = torch.load(str(p), map_location="cpu", weights_only=True, mmap=found.kind == TORCH_ZIP)
+            if p.name.endswith(".safetensors"):  # torch.load (2.14) reads such a *path* as safetensors
+                with open(p, "rb") as f:
+                    obj = torch.load(f, map_location="cpu", weights_only=True)
+            else:
+                obj = torch.load(str(p), map_location="cpu", weights_only=True, mmap=found.kind == TORCH_ZIP)
         except pickle.UnpicklingError as e:
             raise CheckpointError(pickle_failure_message(p, found, e)) from e
         except Exception as e:  # RuntimeError, EOFError, zip / struct / memory errors of a damaged file
