@@ -164,3 +164,12 @@ def test_manual_command_is_for_the_installed_hub_and_works_pasted(hub, tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert (models / "diffusion_models" / SPEC.name).read_bytes() == DATA
     assert _leftovers(models / "diffusion_models") == [SPEC.name]
+
+
+def test_a_killed_runs_staging_is_cleared_by_the_next_download(hub, tmp_path):
+    hub.add(SPEC.repo, SPEC.repo_path, DATA)
+    stale = tmp_path / "diffusion_models" / ".download" / SPEC.name / SPEC.repo_path
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(DATA[:100])  # what a SIGKILL mid-download leaves
+    assert ensure_model_file(tmp_path, SPEC, download=True, log=lambda *_: None).read_bytes() == DATA
+    assert _leftovers(tmp_path / "diffusion_models") == [SPEC.name]

@@ -45,13 +45,18 @@ def hub_cli() -> tuple[str, str]:
     return (shlex.quote(str(beside)) if beside.is_file() else name), ""
 
 
+STAGING = ".download"
+
+
 def staging_dir(folder: Path, name: str) -> Path:
-    """Where a download of ``name`` is staged (same folder: the final rename moves no data)."""
-    return folder / f".download-{name}"
+    """Where a download of ``name`` is staged: ``folder/.download/name/`` (same file system as its
+    destination, so the final rename moves no data; one per file, so downloads do not collide)."""
+    return folder / STAGING / name
 
 
 def manual_download_command(repo: str, repo_path: str, revision: str, folder: Path, name: str) -> str:
-    """``hf download`` into a staging folder, moved to ``folder/name``, staging removed."""
+    """``hf download`` into a staging folder, moved to ``folder/name``, staging removed (its parent
+    too when no other download uses it)."""
     cli, install = hub_cli()
     stage = staging_dir(folder, name)
     q = shlex.quote
@@ -59,6 +64,7 @@ def manual_download_command(repo: str, repo_path: str, revision: str, folder: Pa
         f"{cli} download {q(repo)} {q(repo_path)} --revision {q(revision)} --local-dir {q(str(stage))}",
         f"mv {q(str(stage / repo_path))} {q(str(folder / name))}",
         f"rm -r {q(str(stage))}",
+        f"{{ rmdir {q(str(stage.parent))} 2>/dev/null || true; }}",
     ]
     if install:
         steps.insert(0, install)

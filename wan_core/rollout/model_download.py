@@ -179,4 +179,8 @@ def download_verified(repo: str, repo_path: str, revision: str, dest: Path, log=
         raise _explain(e, repo, revision, folder) from e
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        try:
+            stage.parent.rmdir()  # the shared staging folder, unless another download is using it
+        except OSError:
+            pass
     return want
