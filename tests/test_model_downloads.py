@@ -173,3 +173,17 @@ def test_a_killed_runs_staging_is_cleared_by_the_next_download(hub, tmp_path):
     stale.write_bytes(DATA[:100])  # what a SIGKILL mid-download leaves
     assert ensure_model_file(tmp_path, SPEC, download=True, log=lambda *_: None).read_bytes() == DATA
     assert _leftovers(tmp_path / "diffusion_models") == [SPEC.name]
+
+
+def test_a_pinned_revision_is_what_is_fetched_and_checked(hub, tmp_path):
+    from dataclasses import replace
+
+    hub.add(SPEC.repo, SPEC.repo_path, DATA)
+    pinned = replace(SPEC, revision=COMMIT)
+    assert f"/resolve/{COMMIT}/" in pinned.url and f"--revision {COMMIT}" in pinned.download_command(tmp_path)
+    assert ensure_model_file(tmp_path, pinned, download=True, log=lambda *_: None).read_bytes() == DATA
+    assert ("GET", f"/{SPEC.repo}/resolve/{COMMIT}/{SPEC.repo_path}") in hub.requests
+    assert not any("/resolve/main/" in path for _, path in hub.requests)
+    gone = replace(SPEC, revision="f" * 40, name="other.pt")
+    with pytest.raises(MissingModelFileError, match=f"(?s)download failed.*not in {SPEC.repo} at f{{40}}"):
+        ensure_model_file(tmp_path, gone, download=True, log=lambda *_: None)
