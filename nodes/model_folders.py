@@ -50,7 +50,7 @@ def resolve(folder: str, name: str, download: bool, what: str) -> str:
     if not download:
         raise FileNotFoundError(
             f"{what}: {name} is not in models/{folder}. Turn on 'download' to fetch it from "
-            f"{known.url}, or put the file there yourself."
+            f"{known.url}, or put the file there yourself: {known.download_command(folder_paths.models_dir)}"
         )
     from wan_core.rollout.model_files import ensure_model_file
 

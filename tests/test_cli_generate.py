@@ -78,7 +78,8 @@ def test_readme_command_with_download_fetches_missing_files(models_dir, tmp_path
     """README's main-job command with --download into an empty folder; the Hub is replaced by a local
     stand-in serving the tiny files under their real repo paths (the tests have no internet)."""
     import shutil
-    import types
+
+    from hub_stand_in import hub_module
 
     from wan_core.rollout.presets import get_preset
 
@@ -101,7 +102,9 @@ def test_readme_command_with_download_fetches_missing_files(models_dir, tmp_path
         return str(dest)
 
     monkeypatch.setitem(
-        sys.modules, "huggingface_hub", types.SimpleNamespace(hf_hub_download=hf_hub_download)
+        sys.modules,
+        "huggingface_hub",
+        hub_module(hf_hub_download, lambda repo, path: served[(repo, path)].read_bytes()),
     )
     empty = tmp_path / "models"
     out = tmp_path / "out.mp4"

@@ -1,12 +1,12 @@
 """Presets, model-file lookup / download, and video writing."""
 
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hub_stand_in import hub_module
 
 from wan_core.rollout import model_files, video_io
 from wan_core.rollout.model_files import MissingModelFileError, ensure_model_file
@@ -70,7 +70,7 @@ def test_download_moves_file_into_its_folder(tmp_path, monkeypatch):
         return str(p)
 
     monkeypatch.setitem(
-        sys.modules, "huggingface_hub", types.SimpleNamespace(hf_hub_download=fake_hf_hub_download)
+        sys.modules, "huggingface_hub", hub_module(fake_hf_hub_download, lambda repo, path: b"weights")
     )
     spec = get_preset("self-forcing-1.3b").dit
     got = ensure_model_file(tmp_path, spec, download=True, log=lambda *_: None)

@@ -12,13 +12,16 @@ holding a full fp32 copy of the model in RAM.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
-import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import torch
+
+from .file_errors import not_weights_message, pickle_failure_message, read_failure_message
+from .file_format import PICKLE, SAFETENSORS, TORCH_ZIP, Found, sniff
 
 __all__ = [
     "CheckpointError",
@@ -30,9 +33,6 @@ __all__ = [
     "load_into",
     "KIND_NAMES",
 ]
-
-SAFETENSORS_EXT = (".safetensors", ".sft")
-PICKLE_EXT = (".pt", ".pth", ".bin", ".ckpt")
 
 # Wrappers that training code saves around the real state dict, in order of preference.
 # Self-Forcing / CausVid save {"generator", "critic", "generator_ema"}: the EMA weights are the ones
@@ -94,15 +94,18 @@ def detect_kind(keys: Iterable[str]) -> str:
 # containers
 
 
-def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], str]:
+def _unwrap(
+    obj: object, path: Path, wrappers: tuple[str, ...] = _WRAPPER_KEYS
+) -> tuple[dict[str, torch.Tensor], str]:
     """Find the tensor dict inside a pickled training checkpoint. Returns (dict, where-it-was)."""
     where = ""
     for _ in range(4):
         if not isinstance(obj, Mapping):
             break
+        obj = {k: v for k, v in obj.items() if isinstance(k, str)}  # names are strings; drop the rest
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             return dict(obj), where or "top level"
-        for key in _WRAPPER_KEYS:
+        for key in wrappers:
             inner = obj.get(key)
             if isinstance(inner, Mapping) and inner:
                 obj, where = inner, (f"{where}['{key}']" if where else f"['{key}']")
@@ -114,7 +117,7 @@ def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], str]:
             break
     raise CheckpointError(
         f"{path}: no tensors found. Expected a state dict, or a training checkpoint holding one under "
-        f"one of {list(_WRAPPER_KEYS)}."
+        f"one of {list(wrappers)}."
     )
 
 
@@ -129,12 +132,15 @@ class Checkpoint:
 
     ``keys()`` lists the (de-mangled) names; ``get(name, dtype)`` reads one tensor.
     ``metadata`` holds the safetensors header metadata (merged over shards).
+    ``wrappers``: keys of training-dict wrappers to look inside, in order of preference.
+    Every failure to read is a ``CheckpointError`` naming the file, what was found and what to do.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, wrappers: tuple[str, ...] = _WRAPPER_KEYS):
         self.path = Path(path)
         self.metadata: dict[str, str] = {}
         self.source = ""  # e.g. "['generator_ema']" for training dicts
+        self._wrappers = wrappers
         self._readers: dict[str, Callable[[], torch.Tensor]] = {}
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._dtypes: dict[str, torch.dtype] = {}
@@ -150,10 +156,17 @@ class Checkpoint:
             if index:
                 self._open_index(index[0])
                 return
-            shards = sorted([*p.glob("*.safetensors"), *p.glob("*.pth"), *p.glob("*.pt"), *p.glob("*.bin")])
+            shards = sorted(
+                s
+                for s in [*p.glob("*.safetensors"), *p.glob("*.pth"), *p.glob("*.pt"), *p.glob("*.bin")]
+                if s.is_file()
+            )
             if not shards:
+                held = sorted(c.name for c in p.iterdir())[:8]
                 raise CheckpointError(
-                    f"{p}: folder holds no *.safetensors / *.pt / *.pth / *.bin weight files."
+                    f"{p}: is a folder and holds no *.safetensors / *.pt / *.pth / *.bin weight files "
+                    f"(it holds: {', '.join(held) or 'nothing'}). Pick the weight file itself, or a folder "
+                    "of shards with its *.index.json."
                 )
             for s in shards:
                 self._open_file(s)
@@ -166,36 +179,34 @@ class Checkpoint:
     def _open_index(self, index_path: Path) -> None:
         try:
             weight_map = json.loads(index_path.read_text())["weight_map"]
-        except (OSError, ValueError, KeyError) as e:
+            shards = sorted(set(weight_map.values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise CheckpointError(f"{index_path}: not a valid sharded-checkpoint index ({e}).") from e
-        for shard in sorted(set(weight_map.values())):
-            shard_path = index_path.parent / shard
-            if not shard_path.exists():
+        for shard in shards:
+            shard_path = index_path.parent / str(shard)
+            if not shard_path.is_file():
                 raise CheckpointError(
                     f"{index_path}: shard '{shard}' listed in the index is missing. Download every shard."
                 )
             self._open_file(shard_path)
 
     def _open_file(self, p: Path) -> None:
-        name = p.name.lower()
-        if name.endswith(SAFETENSORS_EXT):
-            self._open_safetensors(p)
-        elif name.endswith(PICKLE_EXT):
-            self._open_pickle(p)
+        """Open by content: the first bytes say the container, the extension is not trusted."""
+        try:
+            found = sniff(p)
+        except OSError as e:
+            raise CheckpointError(
+                f"{p}: cannot read the file ({e.strerror or e}). Check that it exists and is readable."
+            ) from e
+        if found.kind == SAFETENSORS:
+            self._open_safetensors(p, found)
+        elif found.kind in (TORCH_ZIP, PICKLE):
+            self._open_pickle(p, found)
         else:
-            # sniff: safetensors begins with an 8-byte little-endian header length then '{'
-            with open(p, "rb") as f:
-                head = f.read(9)
-            if len(head) == 9 and head[8:9] == b"{":
-                self._open_safetensors(p)
-            elif zipfile.is_zipfile(p):
-                self._open_pickle(p)
-            else:
-                raise CheckpointError(
-                    f"{p}: unknown weight file type. Use a .safetensors, .pt, .pth or .bin file."
-                )
+            raise CheckpointError(not_weights_message(p, found))
 
-    def _open_safetensors(self, p: Path) -> None:
+    def _open_safetensors(self, p: Path, found: Found) -> None:
+        entries = _safetensors_entries(p, found)  # checks the header before the library maps the file
         from safetensors import safe_open
 
         try:
@@ -203,42 +214,24 @@ class Checkpoint:
             meta = f.metadata() or {}
             keys = list(f.keys())
         except Exception as e:  # safetensors raises its own error types
-            raise CheckpointError(
-                f"{p}: cannot read as safetensors ({e}). The file is truncated or corrupt: download it again."
-            ) from e
+            raise CheckpointError(read_failure_message(p, found, e)) from e
         self.metadata.update(meta)
-        size = p.stat().st_size
         for k in keys:
-            sl = f.get_slice(k)
-            self._add(k, tuple(sl.get_shape()), _st_dtype(sl.get_dtype()), _SafeReader(f, k, p))
-        # safetensors checks offsets lazily; verify the data section covers every tensor now
-        header_len = int.from_bytes(open(p, "rb").read(8), "little")
-        try:
-            header = json.loads(open(p, "rb").read(8 + header_len)[8:])
-        except ValueError as e:
-            raise CheckpointError(f"{p}: corrupt safetensors header ({e}). Download the file again.") from e
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-        if 8 + header_len + end > size:
-            raise CheckpointError(
-                f"{p}: file is truncated ({size} bytes, header promises {8 + header_len + end}). "
-                "Download it again."
-            )
+            shape, dtype = entries[k]
+            self._add(k, shape, dtype, _SafeReader(f, k, p))
 
-    def _open_pickle(self, p: Path) -> None:
+    def _open_pickle(self, p: Path, found: Found) -> None:
         try:
-            obj = torch.load(str(p), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
+            if p.name.endswith(".safetensors"):  # torch.load (2.14) reads such a *path* as safetensors
+                with open(p, "rb") as f:
+                    obj = torch.load(f, map_location="cpu", weights_only=True)
+            else:
+                obj = torch.load(str(p), map_location="cpu", weights_only=True, mmap=found.kind == TORCH_ZIP)
         except pickle.UnpicklingError as e:
-            raise CheckpointError(
-                f"{p}: refusing to unpickle this file: it needs arbitrary code to load "
-                f"({str(e).splitlines()[0][:200]}). Only plain tensor checkpoints are read "
-                "(torch.load(weights_only=True)); convert it to .safetensors with a trusted tool."
-            ) from e
-        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-            raise CheckpointError(
-                f"{p}: cannot read this .pt/.pth file ({str(e).splitlines()[0][:200]}). "
-                "It is truncated or corrupt: download it again."
-            ) from e
-        tensors, where = _unwrap(obj, p)
+            raise CheckpointError(pickle_failure_message(p, found, e)) from e
+        except Exception as e:  # RuntimeError, EOFError, zip / struct / memory errors of a damaged file
+            raise CheckpointError(read_failure_message(p, found, e)) from e
+        tensors, where = _unwrap(obj, p, self._wrappers)
         self.source = where
         for k, t in tensors.items():
             self._add(k, tuple(t.shape), t.dtype, (lambda t=t: t))
@@ -317,15 +310,72 @@ _ST_DTYPES = {
 }
 
 
-def _st_dtype(name: str) -> torch.dtype:
-    dt = _ST_DTYPES.get(name)
-    if dt is None:
-        raise CheckpointError(f"unsupported safetensors dtype {name}")
-    return dt
+def _bad_header(p: Path, why: str) -> CheckpointError:
+    return CheckpointError(
+        f"{p}: a safetensors file with a bad header ({why}). It is corrupt or was not written by a "
+        "safetensors writer: delete it and download it again."
+    )
 
 
-def open_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    return Checkpoint(path)
+def _safetensors_entries(p: Path, found: Found) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """``{name: (shape, dtype)}`` from the header, checked against the file size (format: 8-byte
+    little-endian header length, JSON ``{name: {dtype, shape, data_offsets: [begin, end]}}``, data)."""
+    with open(p, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if 8 + n > found.size:
+            raise CheckpointError(
+                f"{p}: file is truncated ({found.size} bytes; its safetensors header alone needs {8 + n}). "
+                "Delete it and download it again."
+            )
+        raw = f.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise _bad_header(p, f"not valid JSON: {e}") from e
+    if not isinstance(header, dict):
+        raise _bad_header(p, "not a JSON object")
+    meta = header.pop("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise _bad_header(p, "__metadata__ is not a string-to-string map")
+    entries, end = {}, 0
+    for name, e in header.items():
+        if not isinstance(e, dict):
+            raise _bad_header(p, f"entry {name!r} is not an object")
+        dtype, shape, offsets = e.get("dtype"), e.get("shape"), e.get("data_offsets")
+        if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+            raise _bad_header(p, f"tensor {name!r} has shape {shape!r}")
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) for o in offsets)
+            and 0 <= offsets[0] <= offsets[1]
+        ):
+            raise _bad_header(p, f"tensor {name!r} has data_offsets {offsets!r}")
+        torch_dtype = _ST_DTYPES.get(dtype) if isinstance(dtype, str) else None
+        if torch_dtype is None:
+            raise CheckpointError(
+                f"{p}: tensor {name!r} has dtype {dtype!r}, which this pack cannot read (it reads "
+                f"{', '.join(k for k, v in _ST_DTYPES.items() if v is not None)}). Use a bf16 / fp16 / fp8 file."
+            )
+        nbytes = math.prod(shape) * torch_dtype.itemsize
+        if offsets[1] - offsets[0] != nbytes:
+            raise _bad_header(
+                p,
+                f"tensor {name!r} {dtype}{shape} needs {nbytes} bytes, its offsets span {offsets[1] - offsets[0]}",
+            )
+        entries[name] = (tuple(shape), torch_dtype)
+        end = max(end, offsets[1])
+    if 8 + n + end > found.size:
+        raise CheckpointError(
+            f"{p}: file is truncated ({found.size} bytes, header promises {8 + n + end}). "
+            "Delete it and download it again."
+        )
+    return entries
+
+
+def open_checkpoint(path: str | os.PathLike, wrappers: tuple[str, ...] = _WRAPPER_KEYS) -> Checkpoint:
+    """The checked reader of every weight file (see ``Checkpoint``)."""
+    return Checkpoint(path, wrappers)
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

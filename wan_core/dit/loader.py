@@ -25,6 +25,7 @@ import torch
 
 from ..attention import resolve_backend
 from ..checkpoint import Checkpoint, CheckpointError, expect_kind, load_into, open_checkpoint
+from ..file_format import PICKLE, SAFETENSORS, TORCH_ZIP, sniff
 from ..memory import DIT_LOAD_FIXES, describe_load, explain_oom
 from ..quant import is_fp8, split_quant_keys, swap_fp8_linears
 from .config import WanDiTConfig, config_from_shapes, preset_name_for, unsupported_family
@@ -138,11 +139,19 @@ def build_meta_dit(plan: DiTLoadPlan) -> WanDiT:
 
 
 def _container(path: Path) -> str:
+    """The container the file's first bytes show (the extension is not trusted)."""
     if path.is_dir():
         return "folder"
-    return {".safetensors": "safetensors", ".sft": "safetensors"}.get(
-        path.suffix.lower(), "pickle (.pt/.pth)"
-    )
+    try:
+        found = sniff(path)
+    except OSError:
+        return "unreadable"
+    labels = {
+        SAFETENSORS: "safetensors",
+        TORCH_ZIP: "pickle (torch zip .pt/.pth)",
+        PICKLE: "pickle (legacy .pt/.pth)",
+    }
+    return labels.get(found.kind, found.what)
 
 
 def _open(path: Path) -> Checkpoint:

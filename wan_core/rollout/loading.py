@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .model_files import ensure_model_file
+from .model_files import ensure_model_files
 from .pipeline import StreamingPipeline
 from .presets import RolloutPreset
 
@@ -27,11 +27,11 @@ def resolve_files(
     download: bool = False,
     log=print,
 ) -> dict[str, Path]:
-    """``{role: path}`` of every file ``preset`` needs with ``decoder``; missing -> download or a clear error."""
-    return {
-        spec.role: ensure_model_file(models_dir, spec, download=download, preset=preset.name, log=log)
-        for spec in preset.files(decoder)
-    }
+    """``{role: path}`` of every file ``preset`` needs with ``decoder``; missing -> download or one clear
+    error listing every missing file."""
+    specs = preset.files(decoder)
+    paths = ensure_model_files(models_dir, specs, download=download, preset=preset.name, log=log)
+    return {spec.role: path for spec, path in zip(specs, paths, strict=True)}
 
 
 @torch.no_grad()

@@ -13,31 +13,24 @@ import re
 
 import torch
 
-from wan_core.checkpoint import CheckpointError
+from wan_core.checkpoint import CheckpointError, open_checkpoint
 from wan_core.dit.fuse import unfuse_qkv_
 from wan_core.fp8_linear import FP8Linear
 
 __all__ = ["load_lora_state", "merge_lora"]
 
 _PREFIXES = ("base_model.model.", "model.", "diffusion_model.")
+_WRAPPERS = ("generator_lora", "lora", "state_dict")
 
 
 def load_lora_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """``{layer: (A, B)}``-ready flat dict ``layer.lora_A.weight`` / ``layer.lora_B.weight`` (prefixes stripped)."""
-    path = str(path)
-    if path.endswith((".safetensors", ".sft")):
-        from safetensors.torch import load_file
-
-        sd = load_file(path)
-    else:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    for wrapper in ("generator_lora", "lora", "state_dict"):
-        if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
-            sd = sd[wrapper]
+    ck = open_checkpoint(path, wrappers=_WRAPPERS)  # the checked reader: clear errors, weights_only
     out = {}
-    for k, v in sd.items():
-        if not isinstance(v, torch.Tensor) or ".lora_" not in k:
+    for k in ck.keys():
+        if ".lora_" not in k:
             continue
+        v = ck.get(k)
         k = re.sub(r"\.lora_(A|B)\.[^.]+\.weight$", r".lora_\1.weight", k)  # drop a PEFT adapter name
         for p in _PREFIXES:
             while k.startswith(p):

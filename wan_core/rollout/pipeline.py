@@ -43,7 +43,7 @@ class StreamingPipeline:
     text_encoder: ``prompts (list[str]) -> [B, L, 4096]`` tensor or list of ``[L_i, 4096]`` (optional:
         ``start_video`` also takes embeddings).
     vae: encoder for image conditioning (``new_encode_cache`` / ``encode_chunk``), optional.
-    decoder: a Wan VAE, a TAEHV, or any ``stream_decoder()`` factory (see ``decoders.py``); optional --
+    decoder: a Wan VAE, a TAEHV, or any ``stream_decoder()`` factory (``wan_core.vae.stream``); optional --
         without it ``ChunkResult.frames`` / ``host_frames()`` are None.
     clip_vision: ``image [B, 3, H, W] in [-1, 1] -> clip_fea [B, 257, 1280]`` (Wan2.1 I2V).
     cuda_graphs / compile / fuse_qkv: default on for CUDA, off on CPU. fp8_linear: e4m3 GEMMs in the

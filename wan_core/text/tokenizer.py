@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import CheckpointError
+from ..file_format import SAFETENSORS, sniff
 from .clean import clean_prompt
 
 __all__ = ["UMT5Tokenizer", "TokenizedPrompts", "load_tokenizer", "TOKENIZER_FILES"]
@@ -61,7 +62,11 @@ class UMT5Tokenizer:
 
     @classmethod
     def from_spiece_file(cls, path: str | os.PathLike) -> UMT5Tokenizer:
-        return cls.from_spiece_bytes(Path(path).read_bytes(), str(path))
+        try:
+            proto = Path(path).read_bytes()
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot read the tokenizer file ({e.strerror or e}).") from e
+        return cls.from_spiece_bytes(proto, str(path))
 
     @classmethod
     def from_tokenizer_json(cls, path: str | os.PathLike) -> UMT5Tokenizer:
@@ -72,7 +77,12 @@ class UMT5Tokenizer:
                 f"{path}: reading tokenizer.json needs the 'tokenizers' package (pip install tokenizers), "
                 "or put spiece.model beside it."
             ) from e
-        tk = Tokenizer.from_file(str(path))
+        try:
+            tk = Tokenizer.from_file(str(path))
+        except Exception as e:  # tokenizers raises its own Exception type for bad JSON / unknown models
+            raise CheckpointError(
+                f"{path}: not a valid tokenizer.json ({e}). Download it again from google/umt5-xxl."
+            ) from e
         eos = tk.token_to_id("</s>")
         if eos is None:
             raise CheckpointError(f"{path}: tokenizer has no '</s>' token; this is not a T5 tokenizer.")
@@ -127,9 +137,11 @@ class UMT5Tokenizer:
 
 def _embedded_spiece(path: Path) -> bytes | None:
     """The ``spiece_model`` byte tensor of a ComfyUI safetensors file, if any."""
-    with open(path, "rb") as f:
-        head = f.read(9)
-    if len(head) < 9 or head[8:9] != b"{":
+    try:
+        found = sniff(path)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read the file ({e.strerror or e}).") from e
+    if found.kind != SAFETENSORS:
         return None  # not safetensors (e.g. the official .pth, which has no tokenizer inside)
     from safetensors import safe_open
 
