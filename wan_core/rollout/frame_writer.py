@@ -80,8 +80,14 @@ class BackgroundFrameWriter:
         self._queue.put(chunk)
 
     def close(self) -> None:
-        """Wait until every submitted chunk is written; raises the worker's error if it failed."""
-        self._finish()
+        """Wait until every submitted chunk is written; raises the worker's error if it failed. An
+        exception while waiting (a ``KeyboardInterrupt``) stops the thread before it is raised, so the
+        video writer is never released under a running write."""
+        try:
+            self._finish()
+        except BaseException:
+            self.abort()
+            raise
         self._raise_if_failed()
 
     def abort(self) -> None:
