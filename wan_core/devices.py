@@ -43,7 +43,7 @@ def resolve_device(name: str, option: str = "--device") -> torch.device:
     except (RuntimeError, ValueError):
         raise ValueError(f"{option} {name!r} is not a device name: use {_NAMES} ({here})") from None
     if dev.type == "cpu":
-        return torch.device("cpu")
+        return dev
     if dev.type != "cuda":
         raise ValueError(f"{option} {name!r}: {dev.type} devices are not supported; use {_NAMES} ({here})")
     if not torch.cuda.is_available():

@@ -34,6 +34,7 @@ __all__ = [
     "StopRequest",
     "stop_on_signals",
     "interrupted_message",
+    "report_stop",
     "EXIT_ABORTED",
     "EXIT_INTERRUPTED_KEPT",
 ]
@@ -113,3 +114,12 @@ def interrupted_message(exc: BaseException, out: str | os.PathLike | None = None
     name = signal.Signals(exc.signum).name if isinstance(exc, Aborted) else "SIGINT"
     kept = f"; {out} is as it was" if out is not None and os.path.exists(out) else ""
     return f"interrupted ({name}): aborted, no video written{kept}"
+
+
+def report_stop(stop: StopRequest, frames: int, path, committed: bool, say=print) -> int:
+    """After a loop that ``stop`` ended early: one line saying what was kept; the exit code."""
+    if committed:
+        say(f"stopped by {stop.name}: kept {frames} frames in {path} (a complete video)", flush=True)
+        return EXIT_INTERRUPTED_KEPT
+    say(f"stopped by {stop.name} before the first frame was written: no video written", flush=True)
+    return EXIT_ABORTED
