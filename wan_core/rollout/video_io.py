@@ -100,6 +100,7 @@ class VideoWriter:
     output: AtomicOutput
     frames_written: int = 0
     _done: bool = False
+    _size: tuple[int, int] | None = None
 
     def _open_output(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -120,6 +121,12 @@ class VideoWriter:
             raise ValueError(f"expected uint8 frames [F, H, W, 3], got {arr.shape}")
         if self._done:
             raise RuntimeError(f"the video {self.path} is already closed")
+        size = (arr.shape[2], arr.shape[1])  # (width, height)
+        if getattr(self, "_size", None) is None:
+            self._size = size
+        elif size != self._size:  # an encoder would rescale them silently
+            w, h = self._size
+            raise ValueError(f"every frame of a video has one size: {w}x{h}, got {size[0]}x{size[1]}")
         self._write(arr)
         self.frames_written += arr.shape[0]
 
