@@ -323,3 +323,17 @@ def test_check_output_path_refuses_a_read_only_folder(tmp_path, monkeypatch):
         check_output_path(ro / "v.mp4")
     with pytest.raises(ValueError, match=r"ro \(where .*ro/new would be created\) is not writable"):
         check_output_path(ro / "new" / "v.mp4")
+
+
+def test_a_failing_progress_callback_does_not_stop_the_video(tmp_path):
+    """After SIGHUP the terminal is gone and printing progress raises: the frames still go to the file."""
+
+    def closed_terminal(chunk, n):
+        raise OSError(5, "Input/output error")
+
+    with open_video_writer(tmp_path / "v.webp", fps=8) as w:
+        with BackgroundFrameWriter(w, on_written=closed_terminal) as sink:
+            for _ in range(3):
+                sink.submit(_Chunk(_frames(2)))
+    assert sink.frames_written == 6 and isinstance(sink.callback_error, OSError)
+    assert _count(tmp_path / "v.webp") == 6

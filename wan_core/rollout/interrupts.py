@@ -117,9 +117,18 @@ def interrupted_message(exc: BaseException, out: str | os.PathLike | None = None
 
 
 def report_stop(stop: StopRequest, frames: int, path, committed: bool, say=print) -> int:
-    """After a loop that ``stop`` ended early: one line saying what was kept; the exit code."""
+    """After a loop that ``stop`` ended early: one line saying what was kept; the exit code. (A closed
+    terminal after SIGHUP cannot take the line: the exit code still says it.)"""
     if committed:
-        say(f"stopped by {stop.name}: kept {frames} frames in {path} (a complete video)", flush=True)
-        return EXIT_INTERRUPTED_KEPT
-    say(f"stopped by {stop.name} before the first frame was written: no video written", flush=True)
-    return EXIT_ABORTED
+        line, rc = (
+            f"stopped by {stop.name}: kept {frames} frames in {path} (a complete video)",
+            EXIT_INTERRUPTED_KEPT,
+        )
+    else:
+        line, rc = (
+            f"stopped by {stop.name} before the first frame was written: no video written",
+            EXIT_ABORTED,
+        )
+    with contextlib.suppress(OSError):
+        say(line, flush=True)
+    return rc
