@@ -9,26 +9,47 @@ ignored. The positive prompt is the prompt of chunk 0. Example::
 
 from __future__ import annotations
 
-import re
+# Each line is split at its first ":" and stripped (str.partition / str.strip: linear in the line's
+# length, no regular-expression backtracking; ComfyUI's prompt worker runs this on every queued job).
+# Limit: UMT5 reads at most 511 tokens per prompt (a few KB of text), so a schedule of dozens of
+# switches fits in a few hundred KB; larger text is refused before it is split or encoded.
+MAX_SCHEDULE_CHARS = 256 * 1024
 
-_LINE = re.compile(r"^\s*(\d+)\s*:\s*(.+?)\s*$")
+
+def _check_size(what: str, text: str) -> None:
+    if len(text) > MAX_SCHEDULE_CHARS:
+        raise ValueError(
+            f"Encode UMT5 Prompt: the {what} is {len(text):,} characters long; at most "
+            f"{MAX_SCHEDULE_CHARS:,} are read (UMT5 reads 511 tokens of each prompt, a few KB of text)"
+        )
+
+
+def _split_line(line: str) -> tuple[int, str] | None:
+    """``'<digits>: <text>'`` (spaces around both allowed) -> (chunk, stripped text); else None."""
+    head, sep, text = line.partition(":")
+    head, text = head.strip(), text.strip()
+    if not sep or not head.isdecimal() or not text:
+        return None
+    return int(head), text
 
 
 def parse_prompt_switches(positive: str, switches: str) -> list[tuple[int, str]]:
     """[(start_chunk, prompt), ...] sorted by chunk, starting with (0, positive)."""
+    _check_size("positive prompt", positive)
+    _check_size("prompt switch text", switches)
     if not positive.strip():
         raise ValueError("Encode UMT5 Prompt: the positive prompt is empty; write what the video should show")
     schedule: dict[int, str] = {0: positive.strip()}
     for number, line in enumerate(switches.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        m = _LINE.match(line)
-        if m is None:
+        parsed = _split_line(line)
+        if parsed is None:
             raise ValueError(
                 f"Encode UMT5 Prompt: prompt switch line {number} {line.strip()!r} is not "
                 "'<start chunk>: <prompt>' (e.g. '4: the fox jumps into the river')"
             )
-        chunk, text = int(m.group(1)), m.group(2)
+        chunk, text = parsed
         if chunk == 0:
             raise ValueError(
                 f"Encode UMT5 Prompt: prompt switch line {number} starts at chunk 0, which is the positive "

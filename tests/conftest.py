@@ -9,6 +9,9 @@ for p in (ROOT, os.path.join(ROOT, "tests")):
 import torch  # noqa: E402
 
 torch.set_num_threads(1)  # tiny test models: thread overhead dominates
+# FP8 linear math is refused on the CPU for users; the tests check its math there with torch's
+# emulated e4m3 kernels (wan_core.fp8_linear.CPU_EMULATION_ENV; a test of the refusal unsets it)
+os.environ.setdefault("WAN_STREAM_FP8_CPU_EMULATION", "1")
 
 import pytest  # noqa: E402
 

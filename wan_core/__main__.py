@@ -137,8 +137,6 @@ def _cmd_files(args) -> int:
 
 
 def _cmd_generate(args) -> int:
-    import torch
-
     from wan_core.parallel import shutdown
     from wan_core.parallel.launch import init_context_parallel
     from wan_core.rollout.presets import get_preset
@@ -162,14 +160,20 @@ def _cmd_generate(args) -> int:
             over["guidance_scale_high"] = args.guidance
     preset = preset.with_overrides(**over) if over else preset
     switches = _parse_switches(args.prompt_switch)
-    device = torch.device(
-        "cuda"
-        if args.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if args.device == "auto" else args.device)
-    )
+    # -- environment and output checked before anything loads --
+    from wan_core.devices import resolve_device
+    from wan_core.rollout.video_io import check_output_path
+
+    check_output_path(args.out)
+    device = resolve_device(args.device)
     cp = init_context_parallel(args.context_parallel)  # joins the torchrun group when WORLD_SIZE > 1
     if cp.distributed:
         device = cp.device
+    if args.fp8_linear:
+        from wan_core.fp8_linear import check_fp8_support
+
+        check_fp8_support(device)
+    # -- end of the up-front checks --
     try:
         return _generate(args, preset, switches, device, cp)
     finally:
@@ -261,19 +265,28 @@ def _generate(args, preset, switches, device, cp) -> int:
 
     # rank 0 writes on a worker thread (at most 2 chunks in flight) while this thread keeps enqueueing
     # DiT work: nothing here waits for the GPU (the decode runs on a side stream, ``overlap_decode``)
-    with open_video_writer(out, fps) if cp.is_main else contextlib.nullcontext() as writer:
-        sink = (
-            BackgroundFrameWriter(writer, max_frames=num_frames, on_written=chunk_written)
-            if cp.is_main
-            else contextlib.nullcontext()
-        )
-        with sink:
-            for i in range(num_chunks):
-                r = pipe.generate(i)
-                if cp.is_main:
-                    sink.submit(r)
-                del r  # the writer thread holds the chunk until it is written
-                pipe.finalize(i)
+    from wan_core.rollout.interrupts import report_stop, stop_on_signals
+
+    # a first Ctrl-C / SIGTERM / SIGHUP ends the loop after the current chunk and the video is closed with
+    # the frames written so far; a second aborts without a file (interrupts.py; not under torchrun)
+    with stop_on_signals(enabled=not cp.distributed, what=str(out)) as stop:
+        with open_video_writer(out, fps) if cp.is_main else contextlib.nullcontext() as writer:
+            sink = (
+                BackgroundFrameWriter(writer, max_frames=num_frames, on_written=chunk_written)
+                if cp.is_main
+                else contextlib.nullcontext()
+            )
+            with sink:
+                for i in range(num_chunks):
+                    r = pipe.generate(i)
+                    if cp.is_main:
+                        sink.submit(r)
+                    del r  # the writer thread holds the chunk until it is written
+                    if stop.requested:
+                        break
+                    pipe.finalize(i)
+    if stop.requested:
+        return report_stop(stop, sink.frames_written, writer.path, writer.committed, say)
     total = time.perf_counter() - start
     if cp.is_main:
         written = sink.frames_written
@@ -290,6 +303,7 @@ def main(argv=None) -> int:
 
     from wan_core.checkpoint import CheckpointError
     from wan_core.memory import OutOfMemory, is_out_of_memory
+    from wan_core.rollout.interrupts import EXIT_ABORTED, interrupted_message
     from wan_core.rollout.model_files import MissingModelFileError
 
     args = build_parser().parse_args(argv)
@@ -299,6 +313,9 @@ def main(argv=None) -> int:
         if args.command == "files":
             return _cmd_files(args)
         return _cmd_generate(args)
+    except KeyboardInterrupt as e:  # Ctrl-C outside the loop, or a second one in it: no new file
+        print(interrupted_message(e, getattr(args, "out", None)), file=sys.stderr)
+        return EXIT_ABORTED
     except MissingModelFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

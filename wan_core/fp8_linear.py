@@ -24,6 +24,7 @@ constraint) stay unconverted and are counted in the report.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -37,6 +38,7 @@ __all__ = [
     "FP8Linear",
     "FP8LinearReport",
     "BLOCK_LINEARS",
+    "CPU_EMULATION_ENV",
     "check_fp8_support",
     "fp8_linears_",
     "has_fp8_math",
@@ -191,6 +193,10 @@ _SUPPORTED: dict[str, str] = {}  # device -> mode that passed the probe
 _FALLBACK_HINT = (
     "use precision bf16 / fp16 (or fp8: 8-bit weights with bf16 math), i.e. turn fp8 linear math off"
 )
+# A CPU has no FP8 matrix units: torch (>= 2.10) runs e4m3 ``_scaled_mm`` there by converting to wider
+# types, slower than bf16 and less exact, so FP8 math on the CPU is refused. Set to 1 to run those
+# emulated kernels anyway (the CPU tests of this module do: they check the math, not the speed).
+CPU_EMULATION_ENV = "WAN_STREAM_FP8_CPU_EMULATION"
 
 
 def check_fp8_support(device: torch.device | str) -> str:
@@ -198,6 +204,12 @@ def check_fp8_support(device: torch.device | str) -> str:
     scaling mode to use ("rowwise", else "tensorwise"). Raises ``ValueError`` naming the device and the
     fix when this GPU or this torch cannot do FP8 matmuls."""
     device = torch.device(device)
+    if device.type == "cpu" and os.environ.get(CPU_EMULATION_ENV) != "1":
+        raise ValueError(
+            "FP8 linear math needs a GPU with FP8 tensor cores (RTX 40xx / Ada, H100 / Hopper or newer); "
+            "on the CPU torch would only emulate the e4m3 matmuls (slower than bf16 and less exact): "
+            f"{_FALLBACK_HINT} (CLI: drop --fp8-linear)."
+        )
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     key = str(device)

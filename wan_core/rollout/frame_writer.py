@@ -35,7 +35,8 @@ class BackgroundFrameWriter:
 
     max_frames: stop writing after this many frames (the last chunk can decode more than the video needs).
     max_in_flight: chunks submitted but not yet written, at most.
-    on_written: called on the thread after each chunk as ``on_written(chunk, frames_written_now)``.
+    on_written: called on the thread after each chunk as ``on_written(chunk, frames_written_now)``; an
+        exception there does not stop the video (it is kept in ``callback_error``).
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class BackgroundFrameWriter:
         self.chunks_written = 0
         self.pending = 0  # submitted, not yet written
         self.peak_pending = 0
+        self.callback_error: Exception | None = None
         self._slots = threading.Semaphore(max_in_flight)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._count = threading.Lock()
@@ -80,8 +82,14 @@ class BackgroundFrameWriter:
         self._queue.put(chunk)
 
     def close(self) -> None:
-        """Wait until every submitted chunk is written; raises the worker's error if it failed."""
-        self._finish()
+        """Wait until every submitted chunk is written; raises the worker's error if it failed. An
+        exception while waiting (a ``KeyboardInterrupt``) stops the thread before it is raised, so the
+        video writer is never released under a running write."""
+        try:
+            self._finish()
+        except BaseException:
+            self.abort()
+            raise
         self._raise_if_failed()
 
     def abort(self) -> None:
@@ -142,4 +150,8 @@ class BackgroundFrameWriter:
             self.frames_written += keep
         self.chunks_written += 1
         if self.on_written is not None:
-            self.on_written(chunk, keep)
+            try:
+                self.on_written(chunk, keep)
+            except Exception as e:  # progress only (e.g. a terminal closed by SIGHUP): the video goes on
+                if self.callback_error is None:
+                    self.callback_error = e

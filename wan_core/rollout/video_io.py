@@ -1,9 +1,18 @@
-"""Writing generated frames to mp4 (PyAV) or animated WebP (Pillow), chunk by chunk.
+"""Writing generated frames to mp4 (PyAV) or animated WebP, chunk by chunk, without losing a file.
 
 Frames come in as decoder output ``[B, 3, F, H, W]`` in ``[-1, 1]`` (batch element 0 is written);
 they are converted to uint8 ``[F, H, W, 3]`` and appended to the open file, so a streaming rollout
-never holds the whole video. PyAV is not a hard dependency of this package (ComfyUI installs it): if
-it is missing, ``open_video_writer`` falls back to animated WebP and says so.
+never holds the whole video: the mp4 encoder keeps only its look-ahead (x264: 40 frames at most), the
+WebP writer one frame (``webp_anim``).
+
+Every writer writes into ``.<name>.<pid>.partial`` beside the destination and renames it over the
+destination only when ``close()`` finishes the file (``atomic_file``): a failed, interrupted or killed
+run never deletes, truncates or corrupts an older file of the same name. ``close()`` after zero frames
+puts nothing there. ``check_output_path`` checks a destination up front (extension, folder creatable
+and writable) without creating anything.
+
+PyAV is a dependency of the command line (``requirements.txt``; ComfyUI installs it too). If it is
+missing anyway, ``open_video_writer`` writes an animated WebP beside the ``.mp4`` name and says so.
 """
 
 from __future__ import annotations
@@ -14,7 +23,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["to_uint8_frames", "VideoWriter", "Mp4Writer", "WebpWriter", "open_video_writer", "have_av"]
+from .atomic_file import PARTIAL_SUFFIX, AtomicOutput
+from .webp_anim import AnimatedWebpStream
+
+__all__ = [
+    "to_uint8_frames",
+    "VideoWriter",
+    "Mp4Writer",
+    "WebpWriter",
+    "open_video_writer",
+    "check_output_path",
+    "have_av",
+    "VIDEO_EXTENSIONS",
+]
+
+# extension -> PyAV container format (None: animated WebP, written by webp_anim)
+VIDEO_EXTENSIONS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webp": None}
+_NAME_MAX = 255 - len(f"..{2**22}-99{PARTIAL_SUFFIX}")  # the partial file's name must fit too
 
 
 def have_av() -> bool:
@@ -23,6 +48,37 @@ def have_av() -> bool:
     except ImportError:
         return False
     return True
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """The video destination ``path`` (``~`` expanded) if a writer can create it: a supported
+    extension (.mp4 / .mov / .mkv / .webp), a file name (not a folder), a folder that exists or can
+    be created and is writable. Raises ``ValueError`` saying what is wrong. Creates nothing."""
+    p = Path(os.path.expanduser(os.fspath(path)))
+    if p.name in ("", ".", "..") or str(path).endswith(("/", os.sep)):
+        raise ValueError(
+            f"output {str(path)!r} names a folder, not a video file: add a file name, e.g. out.mp4"
+        )
+    ext = p.suffix.lower()
+    if ext not in VIDEO_EXTENSIONS:
+        what = f"extension {ext!r}" if ext else "no extension"
+        raise ValueError(f"unsupported video {what} for {p}: use .mp4 (or .mov / .mkv) or .webp")
+    if len(p.name.encode()) > _NAME_MAX:
+        raise ValueError(f"output file name is too long ({len(p.name.encode())} bytes; at most {_NAME_MAX})")
+    if p.is_dir():
+        raise ValueError(f"output {p} is a folder: name a file in it, e.g. {p / ('out' + ext)}")
+    if p.exists() and not p.is_file():
+        raise ValueError(f"output {p} exists and is not a regular file")
+    folder = p.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"cannot create the output folder {folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = f"folder {existing}" + ("" if existing == folder else f" (where {folder} would be created)")
+        raise ValueError(f"cannot write {p}: {where} is not writable")
+    return p
 
 
 def to_uint8_frames(frames: torch.Tensor, batch_index: int = 0) -> np.ndarray:
@@ -34,10 +90,26 @@ def to_uint8_frames(frames: torch.Tensor, batch_index: int = 0) -> np.ndarray:
 
 
 class VideoWriter:
-    """Append frames, then ``close()``. Usable as a context manager."""
+    """Append frames, then ``close()`` (the file appears at ``path``) or ``abort()`` (nothing changes
+    at ``path``). Usable as a context manager: an exception in the block aborts.
 
-    path: Path
+    Subclasses write into ``self.output.tmp`` and implement ``_write(arr)``, ``_finish()`` (complete
+    the partial file) and ``_release()`` (let go of it after a failure)."""
+
+    path: Path  # the destination
+    output: AtomicOutput
     frames_written: int = 0
+    _done: bool = False
+    _size: tuple[int, int] | None = None
+
+    def _open_output(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.output = AtomicOutput(self.path)
+
+    @property
+    def committed(self) -> bool:
+        """True once the finished file is at ``path``."""
+        return self.output.committed
 
     def write(self, frames: torch.Tensor | np.ndarray) -> None:
         arr = (
@@ -47,13 +119,54 @@ class VideoWriter:
         )
         if arr.ndim != 4 or arr.shape[-1] != 3:
             raise ValueError(f"expected uint8 frames [F, H, W, 3], got {arr.shape}")
+        if self._done:
+            raise RuntimeError(f"the video {self.path} is already closed")
+        size = (arr.shape[2], arr.shape[1])  # (width, height)
+        if getattr(self, "_size", None) is None:
+            self._size = size
+        elif size != self._size:  # an encoder would rescale them silently
+            w, h = self._size
+            raise ValueError(f"every frame of a video has one size: {w}x{h}, got {size[0]}x{size[1]}")
         self._write(arr)
         self.frames_written += arr.shape[0]
+
+    def close(self) -> bool:
+        """Finish the file and rename it over ``path``; returns whether a file was put there (not after
+        zero frames: an older file then stays). A failure while finishing aborts (and raises)."""
+        if self._done:
+            return self.committed
+        self._done = True
+        try:
+            self._finish()
+        except BaseException:
+            self._release_quietly()
+            self.output.discard()
+            raise
+        if self.frames_written == 0:
+            self.output.discard()
+            return False
+        self.output.commit()
+        return True
+
+    def abort(self) -> None:
+        """After a failure: let go of the partial file and remove it; ``path`` stays as it was. Never raises."""
+        self._done = True
+        self._release_quietly()
+        self.output.discard()
+
+    def _release_quietly(self) -> None:
+        try:
+            self._release()
+        except Exception:  # noqa: BLE001 -- the file is being thrown away
+            pass
 
     def _write(self, arr: np.ndarray) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+    def _release(self) -> None:
         raise NotImplementedError
 
     def __enter__(self):
@@ -65,27 +178,23 @@ class VideoWriter:
         else:
             self.abort()
 
-    def abort(self) -> None:
-        """After a failure: release the file and remove it, so no half-written video is left behind."""
-        try:
-            self.close()
-        except Exception:
-            pass
-        finally:
-            self.path.unlink(missing_ok=True)
-
 
 class Mp4Writer(VideoWriter):
-    """H.264 mp4 through PyAV (yuv420p, so width and height must be even)."""
+    """H.264 mp4 (or .mov / .mkv) through PyAV (yuv420p, so width and height must be even)."""
 
     def __init__(self, path: str | os.PathLike, fps: int, crf: int = 18):
         import av
 
-        self.path = Path(path)
         self.fps = int(fps)
         self.crf = crf
-        self._container = av.open(str(self.path), mode="w")
         self._stream = None
+        self._open_output(path)
+        fmt = VIDEO_EXTENSIONS.get(self.path.suffix.lower()) or "mp4"
+        try:
+            self._container = av.open(str(self.output.tmp), mode="w", format=fmt)
+        except BaseException:
+            self.output.discard()
+            raise
 
     def _open_stream(self, h: int, w: int) -> None:
         if h % 2 or w % 2:
@@ -107,14 +216,16 @@ class Mp4Writer(VideoWriter):
             for packet in self._stream.encode(vf):
                 self._container.mux(packet)
 
-    def close(self) -> None:
-        if self._container is None:
-            return
+    def _finish(self) -> None:
         if self._stream is not None:
-            for packet in self._stream.encode():
+            for packet in self._stream.encode():  # the encoder's look-ahead frames
                 self._container.mux(packet)
-        self._container.close()
-        self._container = None
+        self._release()
+
+    def _release(self) -> None:
+        container, self._container = self._container, None
+        if container is not None:
+            container.close()
 
 
 def _codecs() -> set[str]:
@@ -124,53 +235,52 @@ def _codecs() -> set[str]:
 
 
 class WebpWriter(VideoWriter):
-    """Animated WebP through Pillow. Pillow writes an animation in one go, so frames are kept as
-    (compressed-size) PIL images until ``close()``; fine for previews and short clips."""
+    """Animated WebP, one frame in memory at a time (``webp_anim.AnimatedWebpStream``)."""
 
     def __init__(self, path: str | os.PathLike, fps: int, quality: int = 90):
-        self.path = Path(path)
         self.fps = int(fps)
         self.quality = quality
-        self._images = []
+        self._open_output(path)
+        try:
+            self._file = open(self.output.tmp, "wb")  # noqa: SIM115 -- closed by _finish / _release
+        except BaseException:
+            self.output.discard()
+            raise
+        self._anim = AnimatedWebpStream(
+            self._file, duration_ms=max(1, round(1000 / self.fps)), quality=quality
+        )
 
     def _write(self, arr: np.ndarray) -> None:
-        from PIL import Image
+        for frame in arr:
+            self._anim.add(frame)
 
-        self._images.extend(Image.fromarray(f) for f in arr)
+    def _finish(self) -> None:
+        self._anim.close()
+        self._release()
 
-    def abort(self) -> None:
-        self._images = []  # nothing was written to the file yet: leave it alone
-
-    def close(self) -> None:
-        if not self._images:
-            return
-        first, rest = self._images[0], self._images[1:]
-        first.save(
-            self.path,
-            format="WEBP",
-            save_all=True,
-            append_images=rest,
-            duration=max(1, round(1000 / self.fps)),
-            loop=0,
-            quality=self.quality,
-        )
-        self._images = []
+    def _release(self) -> None:
+        if not self._file.closed:
+            self._file.close()
 
 
 def open_video_writer(path: str | os.PathLike, fps: int, log=print) -> VideoWriter:
-    """A writer chosen by extension: ``.mp4`` (PyAV; falls back to ``.webp`` if PyAV is missing)
-    or ``.webp``."""
-    path = Path(path)
+    """A writer chosen by extension (see ``check_output_path``): ``.mp4`` / ``.mov`` / ``.mkv`` (PyAV;
+    without PyAV an animated ``.webp`` of the same name, announced through ``log``) or ``.webp``."""
+    path = check_output_path(path)
     ext = path.suffix.lower()
-    if ext == ".webp":
-        return WebpWriter(path, fps)
-    if ext in (".mp4", ".mov", ".mkv"):
-        if have_av():
-            return Mp4Writer(path, fps)
+    if VIDEO_EXTENSIONS[ext] is None:
+        writer = WebpWriter(path, fps)
+    elif have_av():
+        writer = Mp4Writer(path, fps)
+    else:
         alt = path.with_suffix(".webp")
         log(
-            f"PyAV (`av`) is not installed, so {path.name} cannot be written; writing animated WebP {alt} instead. "
-            "Install it with `pip install av` for mp4."
+            f"PyAV (`av`) is not installed, so {path.name} cannot be written; writing animated WebP {alt} instead "
+            "(frame by frame, constant memory; a larger file than an mp4). Install it with `pip install av` "
+            "for mp4."
         )
-        return WebpWriter(alt, fps)
-    raise ValueError(f"unsupported video extension {ext!r} for {path}: use .mp4 or .webp")
+        writer = WebpWriter(alt, fps)
+    if writer.output.removed_stale:
+        names = ", ".join(p.name for p in writer.output.removed_stale)
+        log(f"removed {len(writer.output.removed_stale)} partial file(s) left by an interrupted run: {names}")
+    return writer
