@@ -17,7 +17,7 @@ import torch
 from wan_core.accel import prepare_dit
 from wan_core.dit.kv_cache import planned_kv_nbytes
 from wan_core.dit.model import dit_experts
-from wan_core.memory import explain_oom, tensor_nbytes
+from wan_core.memory import Allocation, describe_pipeline_step, explain_oom, tensor_nbytes
 from wan_core.vae.stream import as_rollout_decoder
 
 from .decode_stream import FrameDecodeStream, new_decode_side_stream
@@ -26,7 +26,7 @@ from .image_input import image_condition
 from .noise import as_noise_source, chunk_seed
 from .presets import DEFAULT_NEGATIVE_PROMPT, RolloutPreset
 from .prompt import cross_tensors, make_prompt
-from .runner import PipelineRunner, RolloutInterrupted, oom_advice, oom_described, release_after_oom
+from .runner import PipelineRunner, RolloutInterrupted, oom_advice, release_after_oom
 from .schemes import SchemeOptions, scheme_for
 from .state import ChunkResult, RolloutState
 from .video import VideoSpec, latent_frames_for
@@ -143,7 +143,10 @@ class StreamingPipeline:
 
     # -- starting a video ----------------------------------------------------------------------------
     @torch.no_grad()
-    @explain_oom(oom_described("allocating the video's KV cache and prompt buffers"), release_after_oom)
+    @explain_oom(
+        describe_pipeline_step("allocating the video's KV cache and prompt buffers", Allocation.KV_CACHE),
+        release_after_oom,
+    )
     def start_video(self, *args, **kwargs) -> RolloutState:
         """Start a new video (arguments: ``_start_video``). If this fails (bad size, missing encoder, ...)
         the previous video's state is released too: a later ``generate`` asks for a new start."""
@@ -272,7 +275,9 @@ class StreamingPipeline:
 
     # -- chunks --------------------------------------------------------------------------------------
     @torch.no_grad()
-    @explain_oom(oom_described("generating chunk {i}"), release_after_oom)
+    @explain_oom(
+        describe_pipeline_step("generating chunk {chunk}", Allocation.ACTIVATIONS), release_after_oom
+    )
     def generate(self, i: int) -> ChunkResult:
         """Generate chunk ``i`` (chunks go in order; re-generating the last chunk is not supported)."""
         st = self._require_state()
@@ -290,7 +295,10 @@ class StreamingPipeline:
         return ChunkResult(i, start, x0, decoded)
 
     @torch.no_grad()
-    @explain_oom(oom_described("writing chunk {i}'s clean K/V (context pass)"), release_after_oom)
+    @explain_oom(
+        describe_pipeline_step("writing chunk {chunk}'s clean K/V (context pass)", Allocation.ACTIVATIONS),
+        release_after_oom,
+    )
     def finalize(self, i: int) -> None:
         """What chunk ``i`` leaves for later chunks (e.g. its clean K/V: a DiT pass at ``context_noise``)."""
         st = self._require_state()

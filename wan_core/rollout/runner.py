@@ -7,21 +7,11 @@ import weakref
 
 import torch
 
-__all__ = ["PipelineRunner", "RolloutInterrupted", "oom_advice", "oom_described", "release_after_oom"]
+__all__ = ["PipelineRunner", "RolloutInterrupted", "oom_advice", "release_after_oom"]
 
 
 class RolloutInterrupted(RuntimeError):
     """Raised between denoising steps when the interrupt hook asks to stop."""
-
-
-def oom_described(what: str):
-    """``explain_oom`` describe function for a pipeline method: (what, device, the pipeline's fixes)."""
-
-    def describe(pipe, *args, **kwargs):
-        i = args[0] if args else kwargs.get("i", "?")
-        return (what.format(i=i) if "{i}" in what else what), pipe.device, pipe.oom_fixes()
-
-    return describe
 
 
 def release_after_oom(pipe, *args, **kwargs) -> None:
