@@ -45,6 +45,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "ROPE_CHOICES",
     "CONTEXT_PARALLEL_MODES",
+    "check_prompt",
     "check_prompt_schedule",
     "nearest_multiple",
     "nearest_frame_count",
@@ -359,12 +360,7 @@ class _Validation:
         )
 
     def _prompt(self) -> None:
-        prompt = self.req.prompt
-        if isinstance(prompt, str) and not prompt.strip():
-            self.fail(
-                "prompt", prompt, "the {prompt} is empty", None, "write what the video should show",
-                "prompt.empty",
-            )  # fmt: skip
+        check_prompt(self.req.prompt, self.words, self.fail)
 
     def _size(self) -> tuple[int, int]:
         p = self.base
@@ -788,6 +784,26 @@ def _as_int(v: Any) -> int:
         return 0
 
 
+def _raiser(words: Words):
+    def fail(field, value, rule, valid, advice, code):
+        raise RequestError(field, value, rule, valid, advice, code, words)
+
+    return fail
+
+
+def check_prompt(prompt, words: Words = PYTHON_WORDS, fail=None) -> None:
+    """The main prompt: text must not be empty (embeddings pass)."""
+    if isinstance(prompt, str) and not prompt.strip():
+        (fail or _raiser(words))(
+            "prompt",
+            prompt,
+            "the {prompt} is empty",
+            None,
+            "write what the video should show",
+            "prompt.empty",
+        )
+
+
 def check_prompt_schedule(
     pairs, num_chunks: int | None = None, words: Words = PYTHON_WORDS, fail=None
 ) -> dict:
@@ -797,10 +813,7 @@ def check_prompt_schedule(
     Used by ``VideoRequest.validate`` and by interfaces that parse a schedule before the preset is
     known (the prompt node)."""
 
-    def raise_error(field, value, rule, valid, advice, code):
-        raise RequestError(field, value, rule, valid, advice, code, words)
-
-    fail = fail or raise_error
+    fail = fail or _raiser(words)
     out: dict = {}
     for chunk, prompt in pairs:
         if not _is_int(chunk) or chunk < 1:
