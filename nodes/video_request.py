@@ -31,7 +31,6 @@ SAMPLER_WORDS = Words(
         "window": "window_frames",
         "sink": "sink_frames",
         "image": "I2V Control Encode's image",
-        "endless": "length",
     },
     hints={
         "size_fix": "connect I2V Control Encode's width and height outputs to the sampler (or resize the image)",
