@@ -7,6 +7,7 @@ are **raw** VAE latents ``[1, C, T, h, w]``; inside ``wan_core`` latents are nor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -15,10 +16,12 @@ import weakref
 import torch
 
 from wan_core.memory import explain_oom
+from wan_core.rollout.request import ValidatedRequest, VideoRequest
 
 from . import comfy_runtime as rt
 from .payloads import ImageCondition, LoadedDiT, LoadedVAE, PromptSegment, RuntimeOptions, StreamConditioning
 from .resident_model import ResidentModel
+from .video_request import SAMPLER, SAMPLER_WORDS, sampler_request
 from .warm_rollout import WarmRollout
 
 log = logging.getLogger("wan_stream")
@@ -104,10 +107,8 @@ def load_dit(
     return LoadedDiT(
         model=model,
         path=path,
-        family=family,
         options=options,
         device=device,
-        description=desc,
         lora_path=lora_path,
         lora_strength=lora_strength,
         warm=warm,
@@ -131,7 +132,6 @@ def load_vae(path: str, precision: str) -> LoadedVAE:
         kind=kind,
         latent_channels=model.z_dim,
         spatial_stride=model.spatial_scale,
-        temporal_stride=model.temporal_scale,
         dtype=dtype,
         device=device,
         resident=resident,
@@ -152,7 +152,6 @@ def load_taehv(path: str, precision: str) -> LoadedVAE:
         kind="taehv",
         latent_channels=model.latent_channels,
         spatial_stride=model.spatial_scale,
-        temporal_stride=4,
         dtype=dtype,
         device=device,
         resident=resident,
@@ -203,7 +202,8 @@ def encode_prompt_schedule(
             f"Encode UMT5 Prompt: precision fp8 needs an fp8 weight file, but {encoder_path} stores 16/32-bit "
             "weights. Pick umt5_xxl_fp8_e4m3fn_scaled.safetensors, or precision auto / bf16 / fp16."
         )
-    negative = negative.strip() or DEFAULT_NEGATIVE_PROMPT
+    negative_text = negative.strip()  # "" = the default; the sampler's request says whether it is used
+    negative = negative_text or DEFAULT_NEGATIVE_PROMPT
     texts = [text for _, text in schedule] + [negative]
     off_gpu_by_choice = device == "cpu" and rt.torch_device().type != "cpu"
     device = text_encoder_device(device)
@@ -227,7 +227,7 @@ def encode_prompt_schedule(
         )
         for (chunk, text), emb in zip(schedule, embs[:-1])
     )
-    return StreamConditioning(segments=segments, encoder_path=encoder_path)
+    return StreamConditioning(segments=segments, encoder_path=encoder_path, negative_text=negative_text)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -249,6 +249,8 @@ def encode_image_condition(
 ) -> StreamConditioning:
     """Start image -> the conditioning of Wan2.1 I2V (Wan 2.1 VAE: mask + latent, + CLIP tokens when a
     CLIP vision file is given) or Wan2.2 TI2V 5B (Wan 2.2 VAE: the image becomes latent frame 0)."""
+    from wan_core.rollout.request import nearest_multiple
+
     if vae.is_taehv:
         raise ValueError(
             "I2V Control Encode: the image must be encoded with the full Wan VAE (Load Wan VAE), not a TAEHV."
@@ -259,7 +261,7 @@ def encode_image_condition(
     stride = vae.spatial_stride * 2  # VAE stride x DiT patch (2x2)
     model_name = "Wan2.2 TI2V 5B" if vae.kind == "wan22" else "Wan2.1 I2V"
     if height % stride or width % stride:
-        fit_w, fit_h = max(stride, width // stride * stride), max(stride, height // stride * stride)
+        fit_w, fit_h = nearest_multiple(width, stride), nearest_multiple(height, stride)
         raise ValueError(
             f"I2V Control Encode: the image is {width}x{height}, but {model_name} needs width and height that "
             f"are multiples of {stride} (VAE stride {vae.spatial_stride} x patch 2). Resize or crop it to e.g. "
@@ -280,11 +282,8 @@ def encode_image_condition(
         clip_features = encode_image(clip, pixels).cpu()  # [1, 257, 1280]
         del clip
         rt.release_memory()
-    mode = "wan22_ti2v" if vae.kind == "wan22" else "wan21_i2v"
     return cond.with_image(
-        ImageCondition(
-            mode=mode, width=width, height=height, image=pixels, vae=vae, clip_features=clip_features
-        )
+        ImageCondition(width=width, height=height, image=pixels, vae=vae, clip_features=clip_features)
     )
 
 
@@ -366,105 +365,81 @@ class _InlinePreview:
         return None
 
 
-def _check_video_shape(
-    preset, cond: StreamConditioning, width: int, height: int, frames: int, chunks: int
-) -> None:
-    if cond.image is not None and (cond.image.width, cond.image.height) != (width, height):
-        raise ValueError(
-            f"Streaming AR Sampler: the start image was encoded at {cond.image.width}x{cond.image.height} but the "
-            f"sampler is set to {width}x{height}. Connect I2V Control Encode's width and height outputs to the "
-            "sampler (or resize the image)."
-        )
-    if chunks == 0 and (frames - 1) % 4:
-        lower, upper = (frames - 1) // 4 * 4 + 1, (frames - 1) // 4 * 4 + 5
-        raise ValueError(
-            f"Streaming AR Sampler: {frames} frames do not fit the Wan VAE, which makes 1 + 4k frames "
-            f"(1 for the first latent frame, 4 for each next one). Use {lower} or {upper} frames."
-        )
-    if chunks > 0 and not preset.is_autoregressive:
-        raise ValueError(
-            f"Streaming AR Sampler: preset {preset.name} generates the whole video at once; set 'chunks' to 0 "
-            "and choose the length with 'frames'."
-        )
+@contextlib.contextmanager
+def _errors_named(node: str):
+    """Core ``ValueError`` s raised inside carry the node's display name in front."""
+    try:
+        yield
+    except ValueError as e:
+        if type(e) is not ValueError or str(e).startswith(node):
+            raise
+        raise ValueError(f"{node}: {e}") from e
 
 
 def sample(
     dit: LoadedDiT,
     cond: StreamConditioning,
+    request: VideoRequest | None = None,
     *,
-    width: int,
-    height: int,
-    frames: int,
-    preset: str,
-    seed: int,
-    window_frames: int,
-    sink_frames: int,
-    chunks: int,
     preview_vae: LoadedVAE | None = None,
     dit_low_noise: LoadedDiT | None = None,
-    gpus: int = 1,
-    context_parallel: str = "ulysses",
+    **inputs,
 ) -> torch.Tensor:
     """Run the rollout chunk by chunk; returns the raw latent ``[1, C, T, h, w]`` (CPU, float32).
 
+    ``request``: the video (``wan_core.rollout.request.VideoRequest``); or, without it, the sampler
+    node's inputs as keywords (``width``, ``height``, ``frames``, ``preset``, ``seed``,
+    ``window_frames``, ``sink_frames``, ``chunks``, ``gpus``, ``context_parallel``; see
+    ``video_request.sampler_request``). It is validated here, before any work, in the node's words.
     ``gpus`` > 1: the rollout runs on that many local worker processes (``multi_gpu``), splitting the
     DiT's tokens (``context_parallel``: "ulysses" | "ring"); the preview is decoded here."""
-    from wan_core.rollout.presets import get_preset
     from wan_core.vae.latent_norm import to_raw
 
-    p = get_preset(preset)
-    overrides = {}
-    if window_frames >= 0:
-        overrides["window_frames"] = window_frames
-    if sink_frames >= 0:
-        overrides["sink_frames"] = sink_frames
-    if overrides:
-        p = p.with_overrides(**overrides)
-    _check_video_shape(p, cond, width, height, frames, chunks)
-    if len(cond.segments) > 1 and not p.is_autoregressive:
-        raise ValueError(
-            f"Streaming AR Sampler: preset {p.name} generates the whole video at once, so it cannot switch "
-            "prompts at chunks; clear Encode UMT5 Prompt's prompt_switches or pick an autoregressive preset "
-            "(e.g. longlive-1.3b)."
-        )
+    if request is None:
+        request = sampler_request(cond, **inputs)
+    elif inputs:
+        raise TypeError(f"sample() takes a request or the node's inputs, not both: {sorted(inputs)}")
+    valid = request.validate(dit_config=dit.config, words=SAMPLER_WORDS, check_output=False)
+    for warning in valid.warnings:
+        log.warning("%s", warning)
+    if dit_low_noise is not None and valid.preset.boundary is None:
+        raise ValueError(f"{SAMPLER}: preset {valid.preset.name} uses one DiT; disconnect dit_low_noise.")
+    with _errors_named(SAMPLER):
+        if valid.gpus > 1:
+            dit.warm.drop()  # the in-process rollout kept from an earlier job would hold GPU 0's memory
+            with ResidentModel.using(getattr(preview_vae, "resident", None)):  # previews are decoded here
+                latents = _sample_on_workers(dit, cond, valid, preview_vae, dit_low_noise)
+            rt.release_memory()
+            return to_raw(torch.cat(latents, dim=2))
 
-    if dit_low_noise is not None and p.boundary is None:
-        raise ValueError(f"Streaming AR Sampler: preset {p.name} uses one DiT; disconnect dit_low_noise.")
-    if gpus < 1:
-        raise ValueError(f"Streaming AR Sampler: gpus must be 1 or more, got {gpus}")
-    if gpus > 1:
-        dit.warm.drop()  # the in-process rollout kept from an earlier job would hold GPU 0's memory
-        with ResidentModel.using(getattr(preview_vae, "resident", None)):  # previews are decoded here
-            latents = _sample_on_workers(
-                dit, cond, p, overrides, width, height, frames, chunks, seed, preview_vae, dit_low_noise,
-                gpus, context_parallel,
-            )  # fmt: skip
+        # the models on their device (ComfyUI may have offloaded them) and not offloaded while they run
+        residents = [
+            dit.resident,
+            getattr(dit_low_noise, "resident", None),
+            getattr(preview_vae, "resident", None),
+        ]
+        residents.append(cond.image.vae.resident if cond.image is not None else None)
+        with ResidentModel.using(*residents, keep=dit.warm.handles()):
+            latents = _sample_in_process(dit, cond, valid, preview_vae, dit_low_noise, residents)
         rt.release_memory()
         return to_raw(torch.cat(latents, dim=2))
 
-    # the models on their device (ComfyUI may have offloaded them) and not offloaded while they run
-    residents = [
-        dit.resident,
-        getattr(dit_low_noise, "resident", None),
-        getattr(preview_vae, "resident", None),
-    ]
-    residents.append(cond.image.vae.resident if cond.image is not None else None)
-    with ResidentModel.using(*residents, keep=dit.warm.handles()):
-        latents = _sample_in_process(
-            dit, cond, p, width, height, frames, chunks, seed, preview_vae, dit_low_noise, residents
-        )
-    rt.release_memory()
-    return to_raw(torch.cat(latents, dim=2))
-
 
 def _sample_in_process(
-    dit, cond, p, width, height, frames, chunks, seed, preview_vae, dit_low_noise, residents
+    dit: LoadedDiT,
+    cond: StreamConditioning,
+    valid: ValidatedRequest,
+    preview_vae: LoadedVAE | None,
+    dit_low_noise: LoadedDiT | None,
+    residents: list,
 ) -> list[torch.Tensor]:
-    """The rollout in this process on the kept pipeline (``dit.warm``); normalized latent chunks on the
-    host. ``residents``: the job's models, already on their device (``ResidentModel.using``)."""
+    """The rollout in this process on the kept pipeline (``dit.warm``); normalized latent chunks
+    ``[1, C, n, h, w]`` on the host. ``residents``: the job's models, already on their device
+    (``ResidentModel.using``)."""
     from wan_core.rollout.frame_writer import BackgroundFrameWriter
     from wan_core.rollout.pipeline import StreamingPipeline
 
+    p = valid.preset
     model = dit.model
     if dit_low_noise is not None:
         from wan_core.dit import DualExpertDiT
@@ -483,19 +458,10 @@ def _sample_in_process(
             "this DiT makes",
             prefix="Streaming AR Sampler: preview_vae ",
         )
-    vae_encoder = _encoder_on_device(image.vae) if image is not None else None
-    if p.kv_recompute_frames and p.kv_recompute_anchor == "reencode":
-        if preview_vae is not None and not preview_vae.is_taehv:
-            vae_encoder = _encoder_on_device(preview_vae)  # Krea re-encodes a decoded frame: full VAE
-        else:
-            log.warning(
-                "Streaming AR Sampler: %s re-encodes a decoded frame as each chunk's first context latent, "
-                "which needs the full Wan VAE; without it (preview_vae empty or a TAEHV) the first latent "
-                "frame is kept as the anchor instead (Krea's keep_first_frame). Connect the Wan VAE to "
-                "preview_vae for the reference behaviour.",
-                p.name,
-            )
-            p = p.with_overrides(kv_recompute_anchor="first_frame")
+    # the VAE encoder: the start image's VAE, else a full Wan VAE given as preview_vae (schemes that
+    # re-encode decoded frames need one; without it the scheme warns and uses its fallback)
+    encoder_vae = image.vae if image is not None else preview_vae
+    vae_encoder = None if encoder_vae is None or encoder_vae.is_taehv else _encoder_on_device(encoder_vae)
     prompt_id, node_id = rt.executing_ids()
     progress_box: dict = {}
 
@@ -510,7 +476,9 @@ def _sample_in_process(
     key = (p, None if dit_low_noise is None else weakref.ref(dit_low_noise.model))
     pipe = dit.warm.acquire(
         key,
-        lambda: StreamingPipeline(model, p, cuda_graphs=dit.options.cuda_graphs, compile=dit.options.compile),
+        lambda: StreamingPipeline(
+            model, p, cuda_graphs=dit.options.cuda_graphs, compile=dit.options.compile, missing_inputs="warn"
+        ),
     )
     first = cond.segments[0]
     # No host sync per chunk on CUDA: latents go to pinned memory asynchronously (one sync at the end);
@@ -526,39 +494,30 @@ def _sample_in_process(
             progress=on_step,
             interrupt=rt.check_interrupt,  # raises ComfyUI's interrupt exception before the next step
         )
-        switches = {s.start_chunk: s.context.to(dit.device) for s in cond.segments[1:]}
+        switches = {s.start_chunk: s.context.to(dit.device) for s in cond.segments[1:]}  # inside the video
         # make room for a new KV cache before allocating it: ComfyUI unloads its own models if needed
-        num_frames, num_chunks = (None, chunks) if chunks > 0 else (frames, None)
-        need = pipe.cache_growth_nbytes(height, width, num_frames=num_frames, num_chunks=num_chunks)
+        need = pipe.cache_growth_nbytes(valid.height, valid.width, **valid.length)
         if need > 0:
             in_use = tuple(h for r in residents if r is not None for h in r.handles())
             rt.free_memory_bytes(need, dit.device, keep=dit.warm.handles() + in_use)
         pipe.initialize_cache(
             first.context.to(dit.device),
             image=image.image if image is not None else None,
-            height=height,
-            width=width,
-            num_frames=num_frames,
-            num_chunks=num_chunks,
-            seed=seed,
+            height=valid.height,
+            width=valid.width,
+            **valid.length,
+            seed=valid.seed,
             negative_prompt=first.negative_context.to(dit.device)
             if first.negative_context is not None
             else None,
             prompt_switches=None,
         )
         num_chunks = pipe.num_chunks
-        late = sorted(c for c in switches if c >= num_chunks)
-        if late:
-            log.warning(
-                "Streaming AR Sampler: prompt switches at chunks %s are after the last chunk (%d)",
-                late,
-                num_chunks - 1,
-            )
-        for c in [c for c in switches if c < num_chunks]:
-            pipe.switch_prompt(switches[c], c)
+        for c, context in switches.items():
+            pipe.switch_prompt(context, c)
         steps_per_chunk = pipe.total_steps // num_chunks
         progress_box["reporter"] = reporter = rt.StepProgress(num_chunks, steps_per_chunk, node_id, prompt_id)
-        sender = _PreviewSender(reporter, fps=float(p.fps))
+        sender = _PreviewSender(reporter, fps=float(valid.fps))
         background = preview_vae is not None and _previews_in_background(pipe)
         with BackgroundFrameWriter(sender) if background else _InlinePreview(sender) as previews:
             for i in range(num_chunks):
@@ -588,27 +547,20 @@ def _sample_in_process(
 
 
 def _sample_on_workers(
-    dit, cond, p, overrides, width, height, frames, chunks, seed, preview_vae, dit_low_noise, gpus, mode
+    dit: LoadedDiT,
+    cond: StreamConditioning,
+    valid: ValidatedRequest,
+    preview_vae: LoadedVAE | None,
+    dit_low_noise: LoadedDiT | None,
 ) -> list[torch.Tensor]:
-    """The rollout on ``gpus`` local workers; progress advances per finished chunk (the workers
+    """The rollout on ``valid.gpus`` local workers; progress advances per finished chunk (the workers
     report chunks, not steps), interruption is checked between chunks. Normalized latent chunks."""
     from contextlib import closing
 
     from . import multi_gpu
 
-    if mode not in ("ulysses", "ring"):
-        raise ValueError(f"Streaming AR Sampler: context_parallel must be 'ulysses' or 'ring', got {mode!r}")
-    heads = getattr(getattr(dit.model, "config", None), "num_heads", None)
-    if mode == "ulysses" and heads is not None and heads % gpus:
-        raise ValueError(
-            f"Streaming AR Sampler: Ulysses context parallelism splits the DiT's {heads} attention heads over "
-            f"the GPUs, so gpus must divide {heads} (gpus is {gpus}); pick such a gpus or context_parallel 'ring'."
-        )
-    device = multi_gpu.pool_device(gpus, dit.device)
-    spec = multi_gpu.build_spec(
-        dit, cond, p, overrides, context_parallel=mode, width=width, height=height, frames=frames,
-        chunks=chunks, seed=seed, dit_low_noise=dit_low_noise,
-    )  # fmt: skip
+    device = multi_gpu.pool_device(valid.gpus, dit.device)
+    spec = multi_gpu.build_spec(dit, cond, valid, dit_low_noise=dit_low_noise)
     prompt_id, node_id = rt.executing_ids()
     decoder = None
     if preview_vae is not None:  # the previews are decoded here, chunk by chunk (causal state carried)
@@ -621,24 +573,17 @@ def _sample_on_workers(
         decoder = _decoder_on_device(preview_vae).stream_decoder()
     reporter = None
     latents = []
-    with closing(multi_gpu.rollout_on_workers(spec, gpus, device)) as chunks_out:
+    with closing(multi_gpu.rollout_on_workers(spec, valid.gpus, device)) as chunks_out:
         for chunk in chunks_out:
             i = chunk["index"]
             if reporter is None:
                 num_chunks, steps = chunk["num_chunks"], chunk["steps_per_chunk"]
                 reporter = rt.StepProgress(num_chunks, steps, node_id, prompt_id)
-                late = sorted(s.start_chunk for s in cond.segments[1:] if s.start_chunk >= num_chunks)
-                if late:
-                    log.warning(
-                        "Streaming AR Sampler: prompt switches at chunks %s are after the last chunk (%d)",
-                        late,
-                        num_chunks - 1,
-                    )
             reporter.step(i, reporter.steps_per_chunk - 1)  # the whole chunk at once
             latents.append(chunk["latents"].float().cpu())  # [1, C, n, h, w] normalized
             if decoder is not None:
                 reporter.chunk_frames(
-                    i, _image_frames(decoder.decode_chunk(chunk["latents"])), fps=float(p.fps)
+                    i, _image_frames(decoder.decode_chunk(chunk["latents"])), fps=float(valid.fps)
                 )
             rt.check_interrupt()
     return latents

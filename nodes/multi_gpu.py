@@ -11,6 +11,7 @@ and return normalized latents only (no decoding in the workers).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 
@@ -41,21 +42,9 @@ def _dit_file(dit: LoadedDiT):
     )
 
 
-def build_spec(
-    dit: LoadedDiT,
-    cond: StreamConditioning,
-    preset,
-    overrides: dict,
-    *,
-    context_parallel: str,
-    width: int,
-    height: int,
-    frames: int,
-    chunks: int,
-    seed: int,
-    dit_low_noise: LoadedDiT | None = None,
-):
-    """The ``RolloutSpec`` of one sampler run (embeddings and image on the CPU)."""
+def build_spec(dit: LoadedDiT, cond: StreamConditioning, valid, *, dit_low_noise: LoadedDiT | None = None):
+    """The ``RolloutSpec`` of one validated sampler request (``ValidatedRequest``): the request with
+    its prompts as embeddings and its image on the CPU (the workers validate it again)."""
     from wan_core.parallel.model_loader import PipelineFromFiles
     from wan_core.parallel.worker_pool import RolloutSpec
 
@@ -65,23 +54,25 @@ def build_spec(
         low_noise=_dit_file(dit_low_noise) if dit_low_noise is not None else None,
         vae_path=image.vae.path if image is not None else None,
         vae_dtype=_dtype_name(image.vae.dtype) if image is not None else "float32",
-        preset_overrides=tuple(sorted(overrides.items())),
+        preset_overrides=valid.overrides,
         cuda_graphs=dit.options.cuda_graphs,
         compile=dit.options.compile,
     )
     first = cond.segments[0]
-    return RolloutSpec(
-        preset.name,
+    negative = first.negative_context
+    request = dataclasses.replace(
+        valid.request,
         prompt=first.context.float().cpu(),
-        context_parallel=context_parallel,
-        height=height,
-        width=width,
-        num_frames=None if chunks > 0 else frames,
-        num_chunks=chunks if chunks > 0 else None,
-        seed=seed,
-        negative_prompt=first.negative_context.float().cpu() if first.negative_context is not None else None,
+        prompt_switches={s.start_chunk: s.context.float().cpu() for s in cond.segments[1:]},
+        # the embeddings of the preset's default negative prompt when none was typed (CFG presets only)
+        negative_prompt=None
+        if negative is None or valid.preset.is_autoregressive
+        else negative.float().cpu(),
         image=image.image.float().cpu() if image is not None else None,
-        prompt_switches={s.start_chunk: s.context.float().cpu() for s in cond.segments[1:]} or None,
+    )
+    return RolloutSpec(
+        valid.preset.name,
+        context_parallel=valid.context_parallel,
         dtype=_dtype_name(dit.options.dtype),
         attention=dit.options.attention,
         decoder="none",
@@ -89,6 +80,7 @@ def build_spec(
         clip_features=image.clip_features.float().cpu()
         if image is not None and image.clip_features is not None
         else None,
+        request=request,
     )
 
 

@@ -32,10 +32,8 @@ class LoadedDiT:
 
     model: torch.nn.Module  # wan_core.dit.WanDiT
     path: str
-    family: str  # "t2v" | "i2v" | "ti2v" (what the weights were trained for, inferred from the keys)
     options: RuntimeOptions
     device: torch.device
-    description: str = ""
     lora_path: str | None = None  # LoRA merged at load (the multi-GPU workers load it the same way)
     lora_strength: float = 1.0
     # the Streaming AR Sampler's pipeline kept between jobs (KV cache + CUDA graphs), see warm_rollout.py
@@ -57,7 +55,6 @@ class LoadedVAE:
     kind: str  # "wan21" | "wan22" | "taehv"
     latent_channels: int  # 16 (Wan 2.1 latents) | 48 (Wan 2.2 TI2V 5B latents)
     spatial_stride: int  # pixels per latent cell: 8 | 16
-    temporal_stride: int  # 4
     dtype: torch.dtype
     device: torch.device
     resident: ResidentModel | None = field(default=None, repr=False)  # see resident_model.py
@@ -81,7 +78,6 @@ class PromptSegment:
 class ImageCondition:
     """The image part of an I2V / TI2V conditioning, made by ``I2V Control Encode``."""
 
-    mode: str  # "wan21_i2v" (mask + VAE latent + CLIP tokens) | "wan22_ti2v" (first latent frame)
     width: int
     height: int
     image: torch.Tensor  # [1, 3, H, W] in [-1, 1], resized to width x height
@@ -96,6 +92,7 @@ class StreamConditioning:
     segments: tuple[PromptSegment, ...]
     image: ImageCondition | None = None
     encoder_path: str = ""
+    negative_text: str = ""  # the negative prompt as typed ("": the presets' default, where CFG uses one)
 
     def __post_init__(self) -> None:
         if not self.segments or self.segments[0].start_chunk != 0:

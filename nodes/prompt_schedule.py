@@ -34,28 +34,25 @@ def _split_line(line: str) -> tuple[int, str] | None:
 
 
 def parse_prompt_switches(positive: str, switches: str) -> list[tuple[int, str]]:
-    """[(start_chunk, prompt), ...] sorted by chunk, starting with (0, positive)."""
+    """[(start_chunk, prompt), ...] sorted by chunk, starting with (0, positive). The rules (an empty
+    prompt, chunk 0, two switches at one chunk) are the video request's (``wan_core.rollout.request``);
+    whether a switch is inside the video is checked by the sampler, which knows the length."""
+    from wan_core.rollout.request import RequestError, check_prompt, check_prompt_schedule
+
+    from .video_request import ENCODE_PROMPT_WORDS as WORDS
+
     _check_size("positive prompt", positive)
     _check_size("prompt switch text", switches)
-    if not positive.strip():
-        raise ValueError("Encode UMT5 Prompt: the positive prompt is empty; write what the video should show")
-    schedule: dict[int, str] = {0: positive.strip()}
+    check_prompt(positive, WORDS)
+    pairs = []
     for number, line in enumerate(switches.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         parsed = _split_line(line)
         if parsed is None:
-            raise ValueError(
-                f"Encode UMT5 Prompt: prompt switch line {number} {line.strip()!r} is not "
-                "'<start chunk>: <prompt>' (e.g. '4: the fox jumps into the river')"
-            )
-        chunk, text = parsed
-        if chunk == 0:
-            raise ValueError(
-                f"Encode UMT5 Prompt: prompt switch line {number} starts at chunk 0, which is the positive "
-                "prompt's; switches start at chunk 1 or later"
-            )
-        if chunk in schedule:
-            raise ValueError(f"Encode UMT5 Prompt: two prompt switches start at chunk {chunk}")
-        schedule[chunk] = text
-    return sorted(schedule.items())
+            raise RequestError(
+                "prompt_switches", line.strip(), f"line {number} is not '<start chunk>: <prompt>'", None,
+                "e.g. '4: the fox jumps into the river'", "switches.syntax", WORDS,
+            )  # fmt: skip
+        pairs.append(parsed)
+    return [(0, positive.strip()), *check_prompt_schedule(pairs, words=WORDS).items()]

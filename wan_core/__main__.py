@@ -8,15 +8,10 @@ Subcommands: ``generate`` (writes mp4 via PyAV or animated WebP via Pillow, prin
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-import time
-from pathlib import Path
 
 __all__ = ["main", "build_parser"]
-
-DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,10 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--models-dir", required=True, help="ComfyUI-style models folder")
     g.add_argument("--download", action="store_true", help="download missing files from Hugging Face")
-    g.add_argument("--frames", type=int, default=None, help="pixel frames (default: the preset's)")
+    g.add_argument("--frames", type=int, default=None, help="pixel frames, 1 + 4k (default: the preset's)")
+    g.add_argument(
+        "--chunks",
+        type=int,
+        default=None,
+        help="autoregressive presets: this many chunks instead of --frames",
+    )
     g.add_argument("--height", type=int, default=None)
     g.add_argument("--width", type=int, default=None)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=None, help="noise seed, 0 .. 2**64 - 1 (default 0)")
     g.add_argument("--out", default="out.mp4", help=".mp4 (PyAV) or .webp")
     g.add_argument("--fps", type=int, default=None)
     g.add_argument(
@@ -60,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="where UMT5-XXL (~11 GB) loads and runs: auto = the generation device, cpu = for small GPUs",
     )
     g.add_argument(
-        "--dtype", choices=sorted(DTYPES), default=None, help="DiT dtype (default bf16 on CUDA, fp32 on CPU)"
+        "--dtype",
+        choices=("bf16", "fp16", "fp32"),
+        default=None,
+        help="DiT dtype (default bf16 on CUDA, fp32 on CPU)",
     )
     g.add_argument("--attention", default="auto", help="auto | sdpa | sage | flash")
     g.add_argument("--no-cuda-graphs", action="store_true", help="disable CUDA-graph replay")
@@ -94,24 +98,66 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _parse_switches(items: list[str]) -> dict[int, str]:
-    out = {}
+def _parse_switches(items: list[str]) -> list[tuple[int, str]]:
+    """``--prompt-switch CHUNK:PROMPT`` values as ``[(chunk, prompt), ...]`` in the given order (the
+    request validation refuses chunk 0, duplicates and switches past the end)."""
+    from wan_core.rollout.request import CLI_WORDS, RequestError
+
+    out = []
     for s in items:
         chunk, sep, prompt = s.partition(":")
         if not sep or not chunk.strip().isdigit():
-            raise ValueError(f"--prompt-switch expects CHUNK:PROMPT (e.g. 4:'a dog'), got {s!r}")
-        out[int(chunk)] = prompt
+            raise RequestError(
+                "prompt_switches", s, "{prompt_switches} expects CHUNK:PROMPT", None,
+                "e.g. --prompt-switch 4:'a dog'", "switches.syntax", CLI_WORDS,
+            )  # fmt: skip
+        out.append((int(chunk), prompt))
     return out
 
 
-def _load_image(path: str, width: int, height: int):
-    import numpy as np
-    import torch
-    from PIL import Image
+def request_from_args(args):
+    """The ``VideoRequest`` of ``generate``'s flags (an omitted flag = the preset's default)."""
+    from wan_core.rollout.request import VideoRequest
 
-    img = Image.open(path).convert("RGB").resize((width, height), Image.BICUBIC)
-    x = torch.from_numpy(np.asarray(img).copy()).float().div(127.5).sub(1)  # [H, W, 3] in [-1, 1]
-    return x.permute(2, 0, 1)[None]
+    return VideoRequest(
+        preset=args.preset,
+        prompt=args.prompt,
+        width=args.width,
+        height=args.height,
+        frames=args.frames,
+        chunks=args.chunks,
+        seed=args.seed,
+        window=args.window,
+        sink=args.sink,
+        rope=args.rope,
+        prompt_switches=_parse_switches(args.prompt_switch),
+        image=args.image,
+        steps=args.steps,
+        guidance=args.guidance,
+        negative_prompt=args.negative_prompt,
+        fps=args.fps,
+        output=args.out,
+        gpus=int(os.environ.get("WORLD_SIZE", "1")),  # torchrun --nproc_per_node
+        context_parallel=None if args.context_parallel == "none" else args.context_parallel,
+    )
+
+
+def run_options_from_args(args):
+    from wan_core.api import RunOptions
+
+    return RunOptions(
+        models_dir=args.models_dir,
+        decoder=args.decoder,
+        download=args.download,
+        device=args.device,
+        dtype=args.dtype,
+        text_encoder_device=args.text_encoder_device,
+        attention=args.attention,
+        cuda_graphs=False if args.no_cuda_graphs else None,
+        compile=False if args.no_compile else None,
+        overlap_decode=False if args.no_overlap_decode else None,
+        fp8_linear=args.fp8_linear,
+    )
 
 
 def _cmd_presets() -> int:
@@ -137,165 +183,13 @@ def _cmd_files(args) -> int:
 
 
 def _cmd_generate(args) -> int:
-    from wan_core.parallel import shutdown
-    from wan_core.parallel.launch import init_context_parallel
-    from wan_core.rollout.presets import get_preset
-    from wan_core.rollout.schedulers import EulerSchedule
+    """Validate the request first (before any file is found, any model loads or the output folder is
+    made), then run it (``wan_core.api.run_video``, the Python API's path)."""
+    from wan_core.api import run_video
+    from wan_core.rollout.request import CLI_WORDS
 
-    preset = get_preset(args.preset)
-    over = {}
-    if args.window is not None:
-        over["window_frames"] = args.window
-    if args.sink is not None:
-        over["sink_frames"] = args.sink
-    if args.steps is not None:
-        if preset.is_autoregressive:
-            raise ValueError(
-                "--steps is for many-step presets; few-step presets use their published step list"
-            )
-        over["euler"] = EulerSchedule(num_steps=args.steps, shift=preset.euler.shift)
-    if args.guidance is not None:
-        over["guidance_scale"] = args.guidance
-        if preset.guidance_scale_high is not None:
-            over["guidance_scale_high"] = args.guidance
-    preset = preset.with_overrides(**over) if over else preset
-    switches = _parse_switches(args.prompt_switch)
-    # -- environment and output checked before anything loads --
-    from wan_core.devices import resolve_device
-    from wan_core.rollout.video_io import check_output_path
-
-    check_output_path(args.out)
-    device = resolve_device(args.device)
-    cp = init_context_parallel(args.context_parallel)  # joins the torchrun group when WORLD_SIZE > 1
-    if cp.distributed:
-        device = cp.device
-    if args.fp8_linear:
-        from wan_core.fp8_linear import check_fp8_support
-
-        check_fp8_support(device)
-    # -- end of the up-front checks --
-    try:
-        return _generate(args, preset, switches, device, cp)
-    finally:
-        shutdown()
-
-
-def _generate(args, preset, switches, device, cp) -> int:
-    import torch
-
-    from wan_core.parallel.parallelize import parallelize_pipeline
-    from wan_core.rollout.frame_writer import BackgroundFrameWriter
-    from wan_core.rollout.loading import build_pipeline, encode_text, resolve_files
-    from wan_core.rollout.video_io import open_video_writer
-
-    say = print if cp.is_main else (lambda *a, **k: None)  # only rank 0 talks and writes
-    dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype else None
-    height, width = args.height or preset.height, args.width or preset.width
-    num_frames = args.frames or preset.default_frames
-    fps = args.fps or preset.fps
-
-    files = resolve_files(preset, args.models_dir, decoder=args.decoder, download=args.download)
-    say(f"preset {preset.name}: {width}x{height}, {num_frames} frames @ {fps} fps, device {device}")
-    for role, path in files.items():
-        say(f"  {role:14s} {path}")
-
-    t0 = time.perf_counter()
-    texts = [args.prompt, *switches.values()]
-    negative = None
-    if not preset.is_autoregressive:
-        from wan_core.rollout.presets import DEFAULT_NEGATIVE_PROMPT
-
-        negative = DEFAULT_NEGATIVE_PROMPT if args.negative_prompt is None else args.negative_prompt
-        texts.append(negative)
-    text_device = torch.device("cpu") if args.text_encoder_device == "cpu" else device
-    embs = [e.to(device) for e in encode_text(files["text_encoder"], texts, device=text_device)]  # fp32
-    emb_main = embs[0][None]
-    emb_switch = {c: embs[1 + i][None] for i, c in enumerate(switches)}
-    emb_neg = embs[-1][None] if negative is not None else None
-    say(f"text encoded on {text_device} in {time.perf_counter() - t0:.2f} s")
-
-    t0 = time.perf_counter()
-    pipe = build_pipeline(
-        preset,
-        files,
-        device=device,
-        dtype=dtype,
-        decoder=args.decoder,
-        attention=args.attention,
-        cuda_graphs=False if args.no_cuda_graphs else None,
-        compile=False if args.no_compile else None,
-        overlap_decode=False if args.no_overlap_decode else None,
-        rope=args.rope,
-        fp8_linear=args.fp8_linear,
-    )
-    if pipe.fp8_report is not None:
-        say(pipe.fp8_report.summary())
-    pipe = parallelize_pipeline(pipe, args.context_parallel, cp)  # identity on one process
-    say(
-        f"models loaded in {time.perf_counter() - t0:.2f} s "
-        f"(cuda graphs {'on' if pipe.cuda_graphs else 'off'}, compile {'on' if pipe.compiled else 'off'}, "
-        f"decode overlap {'on' if pipe.overlap_decode else 'off'})"
-    )
-    image = _load_image(args.image, width, height) if args.image else None
-    pipe.initialize_cache(
-        emb_main,
-        image,
-        height=height,
-        width=width,
-        num_frames=num_frames,
-        seed=args.seed,
-        negative_prompt=emb_neg,
-        prompt_switches=emb_switch,
-    )
-
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    num_chunks = pipe.num_chunks
-    start = time.perf_counter()
-    marks = [start]  # when each chunk's frames were written (writer thread)
-
-    def chunk_written(r, count: int) -> None:  # on the writer thread, after the chunk is in the file
-        now = time.perf_counter()
-        say(
-            f"chunk {r.index + 1}/{num_chunks}: latent frames {r.frame_start}-{r.frame_start + r.num_latent_frames - 1}"
-            f" -> {count} frames, written after {(now - start) * 1000:.0f} ms (+{(now - marks[-1]) * 1000:.0f} ms)",
-            flush=True,
-        )
-        marks.append(now)
-
-    # rank 0 writes on a worker thread (at most 2 chunks in flight) while this thread keeps enqueueing
-    # DiT work: nothing here waits for the GPU (the decode runs on a side stream, ``overlap_decode``)
-    from wan_core.rollout.interrupts import report_stop, stop_on_signals
-
-    # a first Ctrl-C / SIGTERM / SIGHUP ends the loop after the current chunk and the video is closed with
-    # the frames written so far; a second aborts without a file (interrupts.py; not under torchrun)
-    with stop_on_signals(enabled=not cp.distributed, what=str(out)) as stop:
-        with open_video_writer(out, fps) if cp.is_main else contextlib.nullcontext() as writer:
-            sink = (
-                BackgroundFrameWriter(writer, max_frames=num_frames, on_written=chunk_written)
-                if cp.is_main
-                else contextlib.nullcontext()
-            )
-            with sink:
-                for i in range(num_chunks):
-                    r = pipe.generate(i)
-                    if cp.is_main:
-                        sink.submit(r)
-                    del r  # the writer thread holds the chunk until it is written
-                    if stop.requested:
-                        break
-                    pipe.finalize(i)
-    if stop.requested:
-        return report_stop(stop, sink.frames_written, writer.path, writer.committed, say)
-    total = time.perf_counter() - start
-    if cp.is_main:
-        written = sink.frames_written
-        first_frame_s = marks[1] - start if len(marks) > 1 else total
-        say(
-            f"wrote {written} frames to {writer.path} in {total:.2f} s ({written / total:.1f} frames/s, "
-            f"first frames after {first_frame_s:.2f} s)"
-        )
-    return 0
+    valid = request_from_args(args).validate(words=CLI_WORDS)
+    return run_video(valid, run_options_from_args(args), words=CLI_WORDS).exit_code
 
 
 def main(argv=None) -> int:

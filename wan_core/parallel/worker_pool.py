@@ -23,6 +23,7 @@ point under ``if __name__ == "__main__":`` (spawned workers re-import it, as Pyt
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import sys
 import traceback
@@ -32,6 +33,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.multiprocessing as mp
 
+from ..rollout.presets import get_preset
+from ..rollout.request import VideoRequest
 from .group import free_port, init_local, shutdown
 
 __all__ = ["ContextParallelWorkerPool", "RolloutSpec", "rollout_job"]
@@ -277,6 +280,27 @@ class RolloutSpec:
     load: object | None = None
     num_chunks: int | None = None  # AR presets: this many chunks instead of num_frames
     clip_features: torch.Tensor | None = None  # [B, 257, 1280] precomputed CLIP tokens (Wan2.1 I2V)
+    # the video as one request (prompts as embeddings); replaces the loose fields prompt .. num_chunks
+    request: VideoRequest | None = None
+
+    def video_request(self) -> VideoRequest:
+        """The video to render: ``request``, or the loose fields as a request (``None`` = the
+        preset's default, as everywhere)."""
+        if self.request is not None:
+            return self.request
+        return VideoRequest(
+            self.preset,
+            prompt=self.prompt,
+            width=self.width,
+            height=self.height,
+            frames=self.num_frames,
+            chunks=self.num_chunks,
+            seed=self.seed,
+            rope=self.pipeline_kw.get("rope", "auto"),
+            prompt_switches=self.prompt_switches,
+            image=self.image,
+            negative_prompt=self.negative_prompt,
+        )
 
     def model_key(self) -> tuple:
         return (
@@ -307,6 +331,12 @@ def _load_from_files(ctx, spec: RolloutSpec):
     )
 
 
+def _dit_config(dit):
+    """The config of a DiT (the first expert's for a dual-expert pair)."""
+    experts = dit.experts() if hasattr(dit, "experts") else (dit,)
+    return getattr(experts[0], "config", None)
+
+
 def rollout_job(ctx, state: dict, spec: RolloutSpec):
     """Job for ``ContextParallelWorkerPool.run``: yields per chunk (on rank 0) ``{"index",
     "frame_start", "latents" [B, C, n, h, w], "frames" [B, 3, f, H, W] or None, "num_chunks",
@@ -320,25 +350,29 @@ def rollout_job(ctx, state: dict, spec: RolloutSpec):
         state["pipe"] = parallelize_pipeline(pipe, spec.context_parallel, ctx)
         state["key"] = key
     pipe = state["pipe"]
+    # the same validation as the caller's, against this worker's process group and loaded DiT
+    request = dataclasses.replace(
+        spec.video_request(),
+        gpus=ctx.world_size,
+        context_parallel=spec.context_parallel if ctx.world_size > 1 else None,
+    )
+    valid = request.validate(get_preset(spec.preset), dit_config=_dit_config(pipe.dit), check_output=False)
     dev = ctx.device
     if spec.clip_features is not None:  # per job: the pipeline is kept between jobs
         features = spec.clip_features.to(dev)
         pipe.clip_vision = lambda _image: features
+    negative = valid.negative_prompt
     pipe.initialize_cache(
-        spec.prompt.to(dev),
-        None if spec.image is None else spec.image.to(dev),
-        height=spec.height,
-        width=spec.width,
-        num_frames=spec.num_frames,
-        num_chunks=spec.num_chunks,
-        seed=spec.seed,
-        negative_prompt=None if spec.negative_prompt is None else spec.negative_prompt.to(dev),
-        prompt_switches={c: e.to(dev) for c, e in (spec.prompt_switches or {}).items()},
+        valid.prompt.to(dev),
+        None if valid.image is None else valid.image.to(dev),
+        height=valid.height,
+        width=valid.width,
+        **valid.length,
+        seed=valid.seed,
+        negative_prompt=None if negative is None else negative.to(dev),
+        prompt_switches={c: e.to(dev) for c, e in valid.prompt_switches.items()},
+        **({} if valid.noise is None else {"noise": valid.noise}),
     )
-    if pipe.num_chunks is None:
-        raise ValueError(
-            "the worker pool renders a finite video: give num_frames or num_chunks in the RolloutSpec"
-        )
     steps_per_chunk = pipe.total_steps // pipe.num_chunks
     for i in range(pipe.num_chunks):
         r = pipe.generate(i)

@@ -115,7 +115,8 @@ class KVRecomputeScheme(CausalScheme):
             log.warning(
                 "%s re-encodes a decoded frame as each chunk's first context latent, which needs the frame "
                 "decoder and the full Wan VAE's encoder; without them the first latent frame is kept as the "
-                "anchor instead (Krea's keep_first_frame). Connect the Wan VAE for the reference behaviour.",
+                "anchor instead (Krea's keep_first_frame). Connect the Wan VAE (in ComfyUI: the sampler's preview_vae) "
+                "for the reference behaviour.",
                 p.name,
             )
             self.anchor = "first_frame"
