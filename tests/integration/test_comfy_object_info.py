@@ -135,7 +135,7 @@ def test_template_browser_lists_the_ui_workflows(comfy_server):
     templates = client.get("/workflow_templates")
     assert sorted(templates["ComfyUI-Wan-Stream"]) == sorted(
         NAMES
-    )  # API twins (workflows/api/) are not listed
+    )  # API twins (example_workflows/api/) are not listed
     served = client.get("/api/workflow_templates/ComfyUI-Wan-Stream/t2v_self_forcing_1.3b.json")
     served = json.loads(served) if isinstance(served, bytes) else served
     assert served == ui_graph("t2v_self_forcing_1.3b")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKFLOWS = ROOT / "workflows"
+WORKFLOWS = ROOT / "example_workflows"
 NAMES = ["t2v_self_forcing_1.3b", "i2v_wan2.1_14b_480p", "ti2v_wan2.2_5b", "long_video_prompt_switch"]
 
 # Widget values the tests change so that the tiny models run in seconds on a CPU: video size and

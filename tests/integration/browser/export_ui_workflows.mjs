@@ -1,4 +1,4 @@
-// Dev tool: builds each UI workflow (workflows/<name>.json) from its API twin (workflows/api/<name>.json)
+// Dev tool: builds each UI workflow (example_workflows/<name>.json) from its API twin (example_workflows/api/<name>.json)
 // in the real front end (app.loadApiJson), then saves app.graph.serialize(). Review the layout after.
 // Usage: node export_ui_workflows.mjs http://127.0.0.1:<port>/ <workflows dir> <user data dir>
 import fs from "node:fs";
