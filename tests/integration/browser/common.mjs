@@ -11,7 +11,8 @@ const { chromium } = require("playwright-core");
 
 export const CHROMIUM = process.env.WANSTREAM_CHROMIUM || "/usr/bin/chromium";
 
-// -> { context, page, logs: console lines, failed: "<status> <url>" of every HTTP response >= 400 }
+// -> { context, page, logs: console lines, failed: "<status> <url>" of every HTTP response >= 400 and
+//      "<error> <url>" of every request that got no response (the refused non-local ones included) }
 export async function openComfy(url, userDataDir, viewport = { width: 1600, height: 1000 }) {
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
@@ -33,6 +34,7 @@ export async function openComfy(url, userDataDir, viewport = { width: 1600, heig
   page.on("pageerror", (e) => logs.push(`[pageerror] ${e.message}`));
   const failed = [];
   page.on("response", (r) => r.status() >= 400 && failed.push(`${r.status()} ${r.url()}`));
+  page.on("requestfailed", (r) => failed.push(`${r.failure()?.errorText} ${r.url()}`));
   await page.goto(url);
   await page.waitForFunction(() => window.app && window.app.graph && window.LiteGraph, null, { timeout: 120000 });
   // wait until the node definitions (incl. this pack's) are registered and the extension ran
