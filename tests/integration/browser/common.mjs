@@ -12,7 +12,8 @@ const { chromium } = require("playwright-core");
 export const CHROMIUM = process.env.WANSTREAM_CHROMIUM || "/usr/bin/chromium";
 
 // -> { context, page, logs: console lines, failed: "<status> <url>" of every HTTP response >= 400 and
-//      "<error> <url>" of every request that got no response (the refused non-local ones included) }
+//      "<error> <url>" of every request that got no response (the refused non-local ones included;
+//      not the ones the page cancelled itself, net::ERR_ABORTED: e.g. media previews of a closed dialog) }
 export async function openComfy(url, userDataDir, viewport = { width: 1600, height: 1000 }) {
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
@@ -34,7 +35,10 @@ export async function openComfy(url, userDataDir, viewport = { width: 1600, heig
   page.on("pageerror", (e) => logs.push(`[pageerror] ${e.message}`));
   const failed = [];
   page.on("response", (r) => r.status() >= 400 && failed.push(`${r.status()} ${r.url()}`));
-  page.on("requestfailed", (r) => failed.push(`${r.failure()?.errorText} ${r.url()}`));
+  page.on("requestfailed", (r) => {
+    const error = r.failure()?.errorText;
+    if (error !== "net::ERR_ABORTED") failed.push(`${error} ${r.url()}`);
+  });
   await page.goto(url);
   await page.waitForFunction(() => window.app && window.app.graph && window.LiteGraph, null, { timeout: 120000 });
   // wait until the node definitions (incl. this pack's) are registered and the extension ran
