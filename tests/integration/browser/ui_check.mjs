@@ -73,34 +73,9 @@ try {
 
   if (config.run) {
     const { name, overrides, timeout_ms } = config.run;
-    await page.evaluate(async ({ wf, overrides }) => {
-      window.__wanstreamEvents = [];
-      for (const t of ["execution_start", "execution_success", "execution_error", "execution_interrupted"])
-        (app.api ?? window.comfyAPI.api.api).addEventListener(t, (e) => window.__wanstreamEvents.push({ type: t, detail: e.detail }));
-      await app.loadGraphData(structuredClone(wf));
-      for (const [id, values] of Object.entries(overrides)) {
-        const node = app.graph.getNodeById(+id);
-        for (const [k, v] of Object.entries(values)) {
-          const w = node.widgets.find((w) => w.name === k);
-          if (!w) throw new Error(`node ${id} has no widget ${k}`);
-          w.value = v;
-        }
-      }
-      await app.queuePrompt(0, 1);
-    }, { wf: config.workflows[name], overrides });
-    const sampler = config.workflows[name].nodes.find((n) => n.type === "WanStreamARSampler").id;
-    const done = await page
-      .waitForFunction(
-        (id) => {
-          const ev = window.__wanstreamEvents.find((e) => e.type !== "execution_start");
-          const p = app.graph.getNodeById(id)?.wanStreamPlayer;
-          return ev && p && (ev.type !== "execution_success" || p.element.dataset.done === "true") ? ev.type : null;
-        },
-        sampler,
-        { timeout: timeout_ms ?? 300000, polling: 250 }
-      )
-      .then((h) => h.jsonValue())
-      .catch((e) => `timeout: ${e.message}`);
+    await page.evaluate(async (wf) => await app.loadGraphData(structuredClone(wf)), config.workflows[name]);
+    await setWidgets(overrides);
+    const { sampler, outcome: done } = await queueAndWaitForPlayer(timeout_ms);
     await page.waitForTimeout(1500); // let the player draw a few frames
     // bring the sampler node into view for the screenshot
     await page.evaluate((id) => {
