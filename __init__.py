@@ -66,7 +66,9 @@ def _announce_too_old() -> None:
 
 try:
     import comfy_api.latest  # noqa: F401  (present only inside a running ComfyUI >= 0.3.48)
-except ImportError:
+except ImportError as e:
+    if _inside_comfyui() and e.name not in ("comfy_api", "comfy_api.latest"):
+        raise  # comfy_api.latest is there but failed to import: ComfyUI's own error, shown as it is
     comfy_entrypoint = None
     if _inside_comfyui():
         _announce_too_old()

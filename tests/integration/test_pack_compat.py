@@ -87,6 +87,24 @@ def test_too_old_comfyui_says_which_version_is_needed_and_how_to_update(old_comf
     assert body["requires"] == MIN_COMFYUI and line == f"[Wan Stream] {body['message']}"
 
 
+def test_a_broken_comfy_api_is_not_called_too_old(old_comfyui, monkeypatch, caplog):
+    """comfy_api.latest present but failing on a module of its own: that error, not the update advice."""
+    broken = types.ModuleType("comfy_api")
+    broken.__path__ = []  # a package whose ``latest`` fails to import ``torchaudio``
+
+    class _Finder:
+        def find_spec(self, name, path=None, target=None):
+            if name == "comfy_api.latest":
+                raise ModuleNotFoundError("No module named 'torchaudio'", name="torchaudio")
+
+    monkeypatch.setitem(sys.modules, "comfy_api", broken)
+    monkeypatch.delitem(sys.modules, "comfy_api.latest")
+    monkeypatch.setattr(sys, "meta_path", [_Finder(), *sys.meta_path])
+    with caplog.at_level(logging.ERROR), pytest.raises(ModuleNotFoundError, match="torchaudio"):
+        _load_pack("wanstream_pack_broken_comfy_api")
+    assert not [r for r in caplog.records if "Wan Stream" in r.getMessage()]
+
+
 def test_outside_comfyui_the_entry_point_logs_nothing(caplog):
     with caplog.at_level(logging.WARNING):
         pack = _load_pack("wanstream_pack_outside_comfyui")
