@@ -123,3 +123,26 @@ def strip_prefix(keys: list[str]) -> tuple[str, str]:
 
 def is_diffusers(keys: list[str]) -> bool:
     return any(k.startswith("condition_embedder.") or ".attn1.to_q." in k for k in keys)
+
+
+# -- weight sets of training checkpoints -----------------------------------------------------------------
+# Training checkpoints of the causal families hold several weight sets side by side: ``generator`` (the
+# trained weights), ``generator_ema`` (their EMA) and ``critic`` (the DMD fake score, not a generator).
+# Which set the official inference loads differs per family (see ``RolloutPreset.weight_set``).
+WEIGHT_SETS = ("generator", "generator_ema")
+WEIGHT_CHOICES = ("auto", *WEIGHT_SETS)
+# other wrappers around a single state dict (not a choice: a file holds at most one of them)
+_SINGLE_WRAPPERS = ("state_dict", "model_state_dict", "module", "model", "ema")
+
+
+def weight_set_wrappers(weights: str) -> tuple[str, ...]:
+    """Wrapper keys to look inside a training dict, in order of preference, for a weight-set choice.
+
+    ``"auto"`` (no family known): ``generator_ema`` when the file has it, else ``generator``; an explicit
+    set first, then the single-state-dict wrappers (the loader refuses a file that holds weight sets but
+    not the requested one)."""
+    if weights not in WEIGHT_CHOICES:
+        raise ValueError(f"weight set must be one of {list(WEIGHT_CHOICES)}, got {weights!r}")
+    if weights == "auto":
+        return ("generator_ema", "generator", *_SINGLE_WRAPPERS)
+    return (weights, *_SINGLE_WRAPPERS)
