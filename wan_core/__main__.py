@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype", choices=sorted(DTYPES), default=None, help="DiT dtype (default bf16 on CUDA, fp32 on CPU)"
     )
     g.add_argument("--attention", default="auto", help="auto | sdpa | sage | flash")
+    g.add_argument(
+        "--weights",
+        choices=("auto", "generator", "generator_ema"),
+        default="auto",
+        help="weight set of a training checkpoint (auto: the one the family's official inference loads)",
+    )
     g.add_argument("--no-cuda-graphs", action="store_true", help="disable CUDA-graph replay")
     g.add_argument("--no-compile", action="store_true", help="disable torch.compile of the blocks")
     g.add_argument(
@@ -222,6 +228,7 @@ def _generate(args, preset, switches, device, cp) -> int:
         dtype=dtype,
         decoder=args.decoder,
         attention=args.attention,
+        weights=args.weights,
         cuda_graphs=False if args.no_cuda_graphs else None,
         compile=False if args.no_compile else None,
         overlap_decode=False if args.no_overlap_decode else None,
@@ -234,7 +241,8 @@ def _generate(args, preset, switches, device, cp) -> int:
     say(
         f"models loaded in {time.perf_counter() - t0:.2f} s "
         f"(cuda graphs {'on' if pipe.cuda_graphs else 'off'}, compile {'on' if pipe.compiled else 'off'}, "
-        f"decode overlap {'on' if pipe.overlap_decode else 'off'})"
+        f"decode overlap {'on' if pipe.overlap_decode else 'off'}; DiT weights: "
+        f"{getattr(pipe.dit, 'weight_set', '?')})"
     )
     image = _load_image(args.image, width, height) if args.image else None
     pipe.initialize_cache(

@@ -380,7 +380,9 @@ def load_dit(
         )
     if boundary is None:
         boundary = 0.9 if high.config.model_type == "i2v" else 0.875
-    return DualExpertDiT(high, low, boundary)
+    dual = DualExpertDiT(high, low, boundary)
+    dual.weight_set = high.weight_set
+    return dual
 
 
 def _boundary_from_model_index(folder: Path) -> float | None:
