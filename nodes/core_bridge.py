@@ -46,9 +46,9 @@ def load_dit(
     weights: str = "auto",
 ) -> LoadedDiT:
     from wan_core.dit.loader import load_dit as core_load_dit
-    from wan_core.rollout.presets import resolve_weight_set
+    from wan_core.rollout.presets import official_weight_set
 
-    weights = resolve_weight_set(weights, file_name=path)  # auto: the family's official set (by file name)
+    prefer = official_weight_set(path) or "generator_ema"  # auto: the family's official set (by file name)
 
     device = rt.torch_device()
     fp8_math = precision == "fp8_fast"
@@ -70,7 +70,7 @@ def load_dit(
             f"Load Wan DiT: CUDA graphs need a CUDA GPU (this ComfyUI runs on {device}); turn cuda_graphs off."
         )
     rt.free_memory_for(path, device)
-    model = core_load_dit(path, dtype=dtype, device=device, attention=attention, weights=weights)
+    model = core_load_dit(path, dtype=dtype, device=device, attention=attention, weights=weights, prefer=prefer)
     from wan_core.accel import prepare_dit
 
     # LoRA merge, then FP8 math; the pipeline fuses q/k/v and compiles later (prepare_dit owns the order)

@@ -9,7 +9,7 @@ from official_ref import randomize_
 from wan_core.checkpoint import CheckpointError
 from wan_core.dit import WanDiT, WanDiTConfig
 from wan_core.dit.loader import load_dit
-from wan_core.rollout.presets import PRESETS, get_preset, official_weight_set, resolve_weight_set
+from wan_core.rollout.presets import PRESETS, get_preset, official_weight_set
 
 CFG = WanDiTConfig(dim=128, ffn_dim=64, num_heads=1, num_layers=2, text_dim=32, in_dim=16, out_dim=16)
 
@@ -35,20 +35,28 @@ def _same(model, sd):
 def test_family_default_and_explicit_choice(training_file):
     path, gen, ema = training_file
     longlive = get_preset("longlive-1.3b")
-    auto = load_dit(path, dtype=torch.float32, weights=resolve_weight_set("auto", longlive))
+    auto = load_dit(path, dtype=torch.float32, weights="auto", prefer=longlive.weight_set)
     assert _same(auto, gen) and not _same(auto, ema)  # LongLive's inference: use_ema false
     assert auto.weight_set == "generator" and "['generator']" in auto.load_format
-    other = load_dit(path, dtype=torch.float32, weights=resolve_weight_set("generator_ema", longlive))
+    other = load_dit(path, dtype=torch.float32, weights="generator_ema", prefer=longlive.weight_set)
     assert _same(other, ema) and other.weight_set == "generator_ema"
     # Self-Forcing's official choice on the same layout is the EMA
-    sf = load_dit(path, dtype=torch.float32, weights=resolve_weight_set("auto", get_preset("self-forcing-1.3b")))
-    assert _same(sf, ema)
+    sf = load_dit(path, dtype=torch.float32, prefer=get_preset("self-forcing-1.3b").weight_set)
+    assert _same(sf, ema) and sf.weight_set == "generator_ema"
     # Load Wan DiT's auto: the family by the file name (longlive_base.pt -> generator)
-    assert resolve_weight_set("auto", file_name=str(path)) == "generator"
-    assert _same(load_dit(path, dtype=torch.float32, weights=resolve_weight_set("auto", file_name=str(path))), gen)
+    assert official_weight_set(str(path)) == "generator"
     # no family known: the loader's auto prefers the EMA (the former behaviour for every file)
-    assert resolve_weight_set("auto", file_name="my_finetune.pt") == "auto"
+    assert official_weight_set("my_finetune.pt") is None
     assert _same(load_dit(path, dtype=torch.float32), ema)
+
+
+def test_auto_takes_the_only_set_there_is(tmp_path):
+    only_gen = tmp_path / "causvid.pt"
+    torch.save({"generator": _sd(5)}, only_gen)
+    assert load_dit(only_gen, dtype=torch.float32, prefer="generator_ema").weight_set == "generator"
+    flat = tmp_path / "rewardforcing.pt"
+    torch.save(_sd(6), flat)
+    assert load_dit(flat, dtype=torch.float32, prefer="generator").weight_set == "the file's only set"
 
 
 def test_absent_or_inapplicable_set_is_refused(tmp_path):

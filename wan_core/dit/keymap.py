@@ -135,14 +135,16 @@ WEIGHT_CHOICES = ("auto", *WEIGHT_SETS)
 _SINGLE_WRAPPERS = ("state_dict", "model_state_dict", "module", "model", "ema")
 
 
-def weight_set_wrappers(weights: str) -> tuple[str, ...]:
+def weight_set_wrappers(weights: str, prefer: str = "generator_ema") -> tuple[str, ...]:
     """Wrapper keys to look inside a training dict, in order of preference, for a weight-set choice.
 
-    ``"auto"`` (no family known): ``generator_ema`` when the file has it, else ``generator``; an explicit
-    set first, then the single-state-dict wrappers (the loader refuses a file that holds weight sets but
-    not the requested one)."""
+    ``"auto"``: the ``prefer``red set when the file has it, else the other one; an explicit set alone (the
+    loader refuses a file that holds weight sets but not the requested one); then the single-state-dict
+    wrappers."""
     if weights not in WEIGHT_CHOICES:
         raise ValueError(f"weight set must be one of {list(WEIGHT_CHOICES)}, got {weights!r}")
+    if prefer not in WEIGHT_SETS:
+        raise ValueError(f"preferred weight set must be one of {list(WEIGHT_SETS)}, got {prefer!r}")
     if weights == "auto":
-        return ("generator_ema", "generator", *_SINGLE_WRAPPERS)
+        return (prefer, *(w for w in WEIGHT_SETS if w != prefer), *_SINGLE_WRAPPERS)
     return (weights, *_SINGLE_WRAPPERS)

@@ -162,9 +162,9 @@ def _container(path: Path) -> str:
     return labels.get(found.kind, found.what)
 
 
-def _open(path: Path, weights: str = "auto") -> Checkpoint:
+def _open(path: Path, weights: str = "auto", prefer: str = "generator_ema") -> Checkpoint:
     try:
-        ck = open_checkpoint(path, weight_set_wrappers(weights))
+        ck = open_checkpoint(path, weight_set_wrappers(weights, prefer))
     except CheckpointError as e:
         if weights != "auto":  # a training dict without the requested set: name the sets it holds
             held = _held_weight_sets(path)
@@ -269,9 +269,15 @@ def _scale_reader(ck: Checkpoint, key: str) -> Callable[[], torch.Tensor]:
 
 
 def _load_single(
-    path: Path, dtype: torch.dtype | None, device, backend: str, head_dim: int | None, weights: str = "auto"
+    path: Path,
+    dtype: torch.dtype | None,
+    device,
+    backend: str,
+    head_dim: int | None,
+    weights: str = "auto",
+    prefer: str = "generator_ema",
 ) -> WanDiT:
-    ck = _open(path, weights)
+    ck = _open(path, weights, prefer)
     shapes = ck.shapes()
     dtypes = {k: ck.dtype(k) for k in ck.keys()}
     family = unsupported_family([k.split("diffusion_model.")[-1].removeprefix("model.") for k in shapes])
@@ -336,6 +342,7 @@ def load_dit(
     attention: str = "auto",
     head_dim: int | None = None,
     weights: str = "auto",
+    prefer: str = "generator_ema",
 ) -> WanDiT | DualExpertDiT:
     """Load a Wan DiT from a file or folder; Wan2.2 A14B from two files (high-noise, low-noise; told
     apart by 'high'/'low' in their names, else in that order), a folder holding ``high_noise_model/``
@@ -345,11 +352,14 @@ def load_dit(
     ``head_dim``: only for non-released sizes (every Wan release uses 128; a ``config.json`` next to
     the weights is read when present).
     ``weights``: the weight set of a training checkpoint holding several (``generator`` /
-    ``generator_ema``); "auto" takes ``generator_ema`` when present (callers that know the model family
-    resolve "auto" to the family's official set first: ``RolloutPreset.weight_set``). An explicit set a
-    file does not hold is refused, naming the sets it holds. ``model.weight_set`` tells which was read."""
+    ``generator_ema``); "auto" takes ``prefer`` when the file holds it, else the other set, and any file
+    with a single set as it is (callers that know the model family pass its official set as ``prefer``:
+    ``RolloutPreset.weight_set``). An explicit set a file does not hold is refused, naming the sets it
+    holds. ``model.weight_set`` tells which was read."""
     if weights not in WEIGHT_CHOICES:
         raise ValueError(f"{WHAT}: weights must be one of {list(WEIGHT_CHOICES)}, got {weights!r}")
+    if prefer not in WEIGHT_SETS:
+        raise ValueError(f"{WHAT}: prefer must be one of {list(WEIGHT_SETS)}, got {prefer!r}")
     backend = resolve_backend(attention, device)
     boundary = None
     if isinstance(path_or_paths, (str, os.PathLike)):
@@ -363,16 +373,16 @@ def load_dit(
         if paths is None:
             if path.is_dir() and (path / "transformer").is_dir() and not any(path.glob("*.safetensors")):
                 path = path / "transformer"  # diffusers pipeline folder, one transformer
-            return _load_single(path, dtype, device, backend, head_dim, weights)
+            return _load_single(path, dtype, device, backend, head_dim, weights, prefer)
     else:
         paths = [Path(p) for p in path_or_paths]
         if len(paths) == 1:
-            return _load_single(paths[0], dtype, device, backend, head_dim, weights)
+            return _load_single(paths[0], dtype, device, backend, head_dim, weights, prefer)
         if len(paths) != 2:
             raise CheckpointError(f"{WHAT}: give one DiT file/folder, or two for A14B; got {len(paths)}")
     high_path, low_path = _expert_paths(paths)
-    high = _load_single(high_path, dtype, device, backend, head_dim, weights)
-    low = _load_single(low_path, dtype, device, backend, head_dim, weights)
+    high = _load_single(high_path, dtype, device, backend, head_dim, weights, prefer)
+    low = _load_single(low_path, dtype, device, backend, head_dim, weights, prefer)
     if high.config != low.config:
         raise CheckpointError(
             f"{WHAT}: {high_path} and {low_path} are different models ({high.config.model_type} vs "

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from wan_core.dit.keymap import WEIGHT_CHOICES, WEIGHT_SETS
+from wan_core.dit.keymap import WEIGHT_SETS
 
 from .model_files import ModelFile
 from .schedulers import EulerSchedule, FewStepSchedule
@@ -46,7 +46,6 @@ __all__ = [
     "get_preset",
     "DEFAULT_NEGATIVE_PROMPT",
     "official_weight_set",
-    "resolve_weight_set",
 ]
 
 # Our own default negative prompt for CFG with base Wan checkpoints (user-overridable).
@@ -167,7 +166,7 @@ class RolloutPreset:
     # from the window (sink = alpha * sink + (1 - alpha) * evicted; schemes/ema_sink.py); 0 = a fixed sink
     sink_ema: float = 0.0
     # the weight set of a training checkpoint (``generator`` / ``generator_ema``) the family's official
-    # inference loads; Load Wan DiT / ``--weights auto`` follows it
+    # inference loads; Load Wan DiT / ``--weights auto`` prefer it (``load_dit(prefer=...)``)
     weight_set: str = "generator_ema"
     image_stamp: str = "none"  # "none" | "mask_inject" | "clean_t0" (TI2V) | "concat_y" (I2V 14B)
     # the rollout scheme by its registered name (``rollout/schemes``); None: the published one, derived
@@ -524,21 +523,6 @@ def official_weight_set(file_name: str) -> str | None:
         if base == p.dit.name or base in p.dit.alternatives:
             return p.weight_set
     return None
-
-
-def resolve_weight_set(choice: str, preset: RolloutPreset | None = None, file_name: str | None = None) -> str:
-    """``choice`` ("auto" | "generator" | "generator_ema") -> the weight set to load: "auto" follows the
-    preset (the command line knows it), else the family of the file (by name, Load Wan DiT), else stays
-    "auto" (the loader then prefers ``generator_ema``)."""
-    if choice not in WEIGHT_CHOICES:
-        raise ValueError(f"weights must be one of {list(WEIGHT_CHOICES)}, got {choice!r}")
-    if choice != "auto":
-        return choice
-    if preset is not None:
-        return preset.weight_set
-    if file_name is not None:
-        return official_weight_set(file_name) or "auto"
-    return "auto"
 
 
 def get_preset(name: str) -> RolloutPreset:
