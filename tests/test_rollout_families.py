@@ -19,7 +19,7 @@ from test_rollout_pipeline import TINY, _FixedLatentEncoder, official_masked_v, 
 from wan_core.dit import WanDiT, WanDiTConfig
 from wan_core.rollout import StreamingPipeline, get_preset
 from wan_core.rollout.noise import TensorNoise
-from wan_core.rollout.schemes.unipc_solver import UniPCChunkSolver, UniPCPlan
+from wan_core.rollout.schemes.unipc_solver import UniPCChunkSolver, UniPCPlan, UniPCSchedule
 
 TOL = 1e-4
 
@@ -36,7 +36,7 @@ def test_unipc_solver_matches_official_scheduler(steps):
     Sched = official_unipc()
     ref = Sched(num_train_timesteps=1000, shift=1, use_dynamic_shifting=False)
     ref.set_timesteps(steps, device="cpu", shift=5.0)
-    plan = UniPCPlan(steps, 5.0)
+    plan = UniPCPlan(UniPCSchedule(steps, 5.0))
     assert plan.timesteps == [float(t) for t in ref.timesteps.tolist()]
     assert plan.sigmas == [float(s) for s in ref.sigmas.tolist()]
     g = torch.Generator().manual_seed(steps)
@@ -109,7 +109,8 @@ def test_longlive2_5b_matches_official_unipc_rollout(monkeypatch, with_image):
 def test_longlive2_5b_preset_is_published_settings():
     p = get_preset("longlive2-5b")
     assert (p.frames_per_chunk, p.sink_frames, p.window_frames) == (8, 8, 24)  # local_attn_size 32, sink 8
-    assert (p.euler.num_steps, p.euler.shift, p.guidance_scale) == (4, 5.0, 1.0)
+    assert (p.schedule.num_steps, p.schedule.shift, p.guidance_scale) == (4, 5.0, 1.0)
+    assert p.schedule.timesteps == [999.0, 937.0, 833.0, 624.0]
     assert (p.height, p.width, p.fps, p.latent_channels, p.default_frames) == (704, 1280, 24, 48, 509)
     assert p.task == "ti2v" and p.image_stamp == "clean_t0" and p.scheme == "causal_unipc"
     assert p.weight_set == "generator" and p.taehv.name == "taew2_2.pth" and p.vae.name == "wan2.2_vae.safetensors"

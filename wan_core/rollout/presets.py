@@ -17,6 +17,9 @@ Sources (configs of each project, read from their public repos; see FACTS.md sec
 | wan2.1-i2v-14b-480p (base) | Euler 40 steps | - | 3 | whole video | CLIP + mask + image latent, CFG 5 |
 | wan2.2-ti2v-5b (base) | Euler 50 steps | - | 5 | whole video | first latent clean, t=0 tokens, CFG 5 |
 | wan2.2-t2v-a14b / i2v-a14b | Euler 40 steps | - | 12 / 5 | whole video | two experts, boundary 0.875 / 0.9 |
+| causal-forcing-pp-2step / -1step-1.3b | 1000 500 / 1000 (chunk 0: 1000 750 500 250) | yes | 5 | 1 | 21 frames |
+| reward-forcing-1.3b | 1000 750 500 250 | yes | 5 | 3 | sink 3 + window 6, EMA sink (alpha 0.999), relative RoPE |
+| longlive2-5b (TI2V 5B) | UniPC 4 steps (t 999 937 833 624) | - | 5 | 8 | sink 8 + window 24, absolute RoPE |
 
 Notes. Rolling Forcing (TencentARC/RollingForcing @a1477d0) denoises a window of 5 chunks jointly at
 staggered noise levels (``sampler="rolling_forcing"``, ``schemes/rolling_forcing.py``). Krea realtime (krea-ai/realtime-video @acf4b7b, ``release_server.py``) rebuilds the
@@ -39,6 +42,7 @@ from wan_core.dit.keymap import WEIGHT_SETS
 
 from .model_files import ModelFile
 from .schedulers import EulerSchedule, FewStepSchedule
+from .schemes.unipc_solver import UniPCSchedule
 
 __all__ = [
     "RolloutPreset",
@@ -141,10 +145,10 @@ class RolloutPreset:
     # sampling
     # "few_step" (AR, chunk by chunk) | "rolling_forcing" (AR, a window of chunks at staggered noise levels,
     # schemes/rolling_forcing.py) | "euler_cfg" (bidirectional, one chunk) | "unipc" (AR, chunk by chunk,
-    # each chunk solved by multistep UniPC over ``euler``'s step count and shift: LongLive 2.0,
-    # schemes/causal_unipc.py)
+    # each chunk solved by multistep UniPC: LongLive 2.0, schemes/causal_unipc.py; ``schedule`` is then a
+    # ``UniPCSchedule``)
     sampler: str = "few_step"
-    schedule: FewStepSchedule | None = None
+    schedule: FewStepSchedule | UniPCSchedule | None = None
     # few_step: chunk 0's own step list (Causal Forcing++ 1 / 2-step: the first chunk takes 4 steps)
     first_chunk_schedule: FewStepSchedule | None = None
     euler: EulerSchedule | None = None
@@ -190,8 +194,8 @@ class RolloutPreset:
             raise ValueError(f"{self.name}: euler_cfg sampler needs an EulerSchedule")
         if self.sampler == "rolling_forcing" and self.schedule is None:
             raise ValueError(f"{self.name}: rolling_forcing sampler needs a FewStepSchedule")
-        if self.sampler == "unipc" and self.euler is None:
-            raise ValueError(f"{self.name}: unipc sampler needs an EulerSchedule (its step count and shift)")
+        if (self.sampler == "unipc") != isinstance(self.schedule, UniPCSchedule):
+            raise ValueError(f"{self.name}: the unipc sampler (and only it) takes a UniPCSchedule")
         if self.sampler not in ("few_step", "euler_cfg", "rolling_forcing", "unipc"):
             raise ValueError(f"{self.name}: unknown sampler {self.sampler!r}")
         if self.first_chunk_schedule is not None and self.sampler != "few_step":
@@ -361,7 +365,7 @@ LONGLIVE2_5B = RolloutPreset(
     vae=VAE22,
     taehv=TAEW22,
     sampler="unipc",
-    euler=EulerSchedule(num_steps=4, shift=5.0),
+    schedule=UniPCSchedule(num_steps=4, shift=5.0),
     frames_per_chunk=8,
     window_frames=24,
     sink_frames=8,

@@ -1,8 +1,8 @@
 """Causal rollout with a multistep UniPC solve per chunk: LongLive 2.0 (Wan2.2 TI2V 5B).
 
 NVlabs/LongLive @7860ad9 ``pipeline/causal_diffusion_inference.py``: per chunk of latent frames, a fresh
-UniPC solver (``unipc_solver.py``) takes the chunk from pure noise to x0 in ``preset.euler.num_steps``
-steps at ``preset.euler.shift``; every step is one DiT pass over the chunk with per-frame timesteps
+UniPC solver (``unipc_solver.py``) takes the chunk from pure noise to x0 in the steps of
+``preset.schedule`` (a ``UniPCSchedule``); every step is one DiT pass over the chunk with per-frame timesteps
 ``int(1000 * sigma)`` that attends to the cached sink + window K/V (the same ``RollingKVCache`` and
 clean context pass at t = 0 as the few-step schemes: ``CausalScheme``). No re-noising, so one noise draw
 per chunk. Image-to-video (``image_stamp="clean_t0"``): latent 0 of the first chunk is the clean image
@@ -30,15 +30,11 @@ class CausalUniPCScheme(CausalScheme):
 
     def __init__(self, preset, dit, runner, options):
         super().__init__(preset, dit, runner, options)
-        self.plan = UniPCPlan(preset.euler.num_steps, preset.euler.shift)
+        self.plan = UniPCPlan(preset.schedule)
 
     @property
     def noise_draws(self) -> int:
         return 1
-
-    @property
-    def context_noise(self) -> float:
-        return 0.0
 
     def total_steps(self, num_chunks):
         return None if num_chunks is None else num_chunks * self.plan.steps

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["UniPCPlan", "UniPCChunkSolver", "unipc_sigmas"]
+__all__ = ["UniPCSchedule", "UniPCPlan", "UniPCChunkSolver", "unipc_sigmas"]
 
 NUM_TRAIN_TIMESTEPS = 1000
 SOLVER_ORDER = 2
@@ -43,6 +43,39 @@ def unipc_sigmas(steps: int, shift: float, num_train_timesteps: int = NUM_TRAIN_
     timesteps = [float(int(s * num_train_timesteps)) for s in shifted]  # int64 truncation
     sigmas = [float(np.float32(s)) for s in shifted] + [0.0]
     return sigmas, timesteps
+
+
+@dataclass(frozen=True)
+class UniPCSchedule:
+    """A chunk's UniPC solve: ``num_steps`` steps at ``shift`` (a preset's ``schedule`` with sampler "unipc")."""
+
+    num_steps: int = 4
+    shift: float = 5.0
+    num_train_timesteps: int = NUM_TRAIN_TIMESTEPS
+    context_noise: float = 0.0  # timestep of the clean context pass
+    warp: bool = False  # (the few-step schedule's fields, for code that reads any schedule)
+    final_t0_step: bool = False
+
+    def __post_init__(self) -> None:
+        if self.num_steps < 1:
+            raise ValueError(f"UniPC needs at least one step, got {self.num_steps}")
+
+    @property
+    def timesteps(self) -> list[float]:
+        """What the DiT's time embedding sees at each step (integers)."""
+        return unipc_sigmas(self.num_steps, self.shift, self.num_train_timesteps)[1]
+
+    @property
+    def steps(self) -> tuple[float, ...]:
+        return tuple(self.timesteps)
+
+    @property
+    def sigmas(self) -> list[float]:
+        """``num_steps + 1`` float32 sigmas, the last 0."""
+        return unipc_sigmas(self.num_steps, self.shift, self.num_train_timesteps)[0]
+
+    def __len__(self) -> int:
+        return self.num_steps
 
 
 def _lam(sigma: float) -> float:
@@ -60,13 +93,11 @@ class _Update:
 
 
 class UniPCPlan:
-    """The predictor and corrector coefficients of one chunk's ``steps`` UniPC steps (host floats)."""
+    """The predictor and corrector coefficients of one chunk's UniPC steps (host floats)."""
 
-    def __init__(self, steps: int, shift: float):
-        if steps < 1:
-            raise ValueError(f"UniPC needs at least one step, got {steps}")
-        self.steps = steps
-        self.sigmas, self.timesteps = unipc_sigmas(steps, shift)
+    def __init__(self, schedule: UniPCSchedule):
+        steps = self.steps = schedule.num_steps
+        self.sigmas, self.timesteps = schedule.sigmas, schedule.timesteps
         self.orders = [min(SOLVER_ORDER, steps - k, k + 1) for k in range(steps)]
         self.predictors = [self._predictor(k) for k in range(steps)]
         self.correctors = [None] + [self._corrector(k) for k in range(1, steps)]
