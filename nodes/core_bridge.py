@@ -70,7 +70,9 @@ def load_dit(
             f"Load Wan DiT: CUDA graphs need a CUDA GPU (this ComfyUI runs on {device}); turn cuda_graphs off."
         )
     rt.free_memory_for(path, device)
-    model = core_load_dit(path, dtype=dtype, device=device, attention=attention, weights=weights, prefer=prefer)
+    model = core_load_dit(
+        path, dtype=dtype, device=device, attention=attention, weights=weights, prefer=prefer
+    )
     from wan_core.accel import prepare_dit
 
     # LoRA merge, then FP8 math; the pipeline fuses q/k/v and compiles later (prepare_dit owns the order)
@@ -87,7 +89,14 @@ def load_dit(
     cfg = model.config
     family = getattr(cfg, "model_type", "t2v")
     desc = f"Wan DiT {family} dim {cfg.dim} x {cfg.num_layers} layers, in {cfg.in_dim} / out {cfg.out_dim} channels"
-    log.info("Load Wan DiT: %s (%s; weights: %s) on %s in %s", path, desc, getattr(model, "weight_set", "?"), device, dtype)
+    log.info(
+        "Load Wan DiT: %s (%s; weights: %s) on %s in %s",
+        path,
+        desc,
+        getattr(model, "weight_set", "?"),
+        device,
+        dtype,
+    )
     options = RuntimeOptions(
         dtype=dtype, attention=attention, compile=compile, cuda_graphs=cuda_graphs, fp8_linear=fp8_math
     )

@@ -605,7 +605,9 @@ def _(rec):
     _stream(rec, pipe)
 
 
-@case("causal-forcing-pp/1step", "causal-forcing-pp-1step-1.3b", "the preset as published (window 21), 4 chunks")
+@case(
+    "causal-forcing-pp/1step", "causal-forcing-pp-1step-1.3b", "the preset as published (window 21), 4 chunks"
+)
 def _(rec):
     pipe = _pipe(rec, _dit("t2v", 41), get_preset("causal-forcing-pp-1step-1.3b"))
     pipe.initialize_cache(_emb(151), height=H, width=W, num_chunks=4, seed=137)

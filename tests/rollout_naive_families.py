@@ -23,7 +23,6 @@ from official_ref import _ensure_bare_wan_package
 
 from wan_core.dit.rope import apply_rope
 
-
 _UNIPC = {}
 
 
@@ -131,4 +130,3 @@ def few_step_reference(run, noise, schedule, n: int, num_chunks: int, first_chun
         run(x0, torch.zeros(1, n), c * n)
         out.append(x0)
     return out
-

@@ -63,7 +63,15 @@ def test_weights_flag_picks_the_set(models_dir, tmp_path, capsys):
     args = ("--height", "32", "--width", "48", "--decoder", "taehv")
     assert _generate(models_dir, tmp_path / "a.mp4", "causal-forcing-chunkwise-1.3b", 9, *args) == 0
     assert "DiT weights: generator)" in capsys.readouterr().out  # the family's official set
-    rc = _generate(models_dir, tmp_path / "b.mp4", "causal-forcing-chunkwise-1.3b", 9, *args, "--weights", "generator_ema")
+    rc = _generate(
+        models_dir,
+        tmp_path / "b.mp4",
+        "causal-forcing-chunkwise-1.3b",
+        9,
+        *args,
+        "--weights",
+        "generator_ema",
+    )
     assert rc == 0 and "DiT weights: generator_ema)" in capsys.readouterr().out
     rc = _generate(models_dir, tmp_path / "c.mp4", "reward-forcing-1.3b", 9, *args, "--weights", "generator")
     assert rc == 2 and "holds one set of weights" in capsys.readouterr().err

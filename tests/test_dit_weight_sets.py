@@ -62,7 +62,9 @@ def test_auto_takes_the_only_set_there_is(tmp_path):
 def test_absent_or_inapplicable_set_is_refused(tmp_path):
     only_gen = tmp_path / "causvid.pt"
     torch.save({"generator": _sd(3)}, only_gen)
-    with pytest.raises(CheckpointError, match=r"holds the weight set\(s\) \['generator'\], not 'generator_ema'"):
+    with pytest.raises(
+        CheckpointError, match=r"holds the weight set\(s\) \['generator'\], not 'generator_ema'"
+    ):
         load_dit(only_gen, weights="generator_ema")
     assert load_dit(only_gen, dtype=torch.float32, weights="generator").weight_set == "generator"
     flat = tmp_path / "rewardforcing.pt"  # Reward Forcing's release: a bare generator state dict

@@ -113,7 +113,11 @@ def test_longlive2_5b_preset_is_published_settings():
     assert p.schedule.timesteps == [999.0, 937.0, 833.0, 624.0]
     assert (p.height, p.width, p.fps, p.latent_channels, p.default_frames) == (704, 1280, 24, 48, 509)
     assert p.task == "ti2v" and p.image_stamp == "clean_t0" and p.scheme == "causal_unipc"
-    assert p.weight_set == "generator" and p.taehv.name == "taew2_2.pth" and p.vae.name == "wan2.2_vae.safetensors"
+    assert (
+        p.weight_set == "generator"
+        and p.taehv.name == "taew2_2.pth"
+        and p.vae.name == "wan2.2_vae.safetensors"
+    )
     assert (p.dit.repo, p.dit.repo_path) == ("Efficient-Large-Model/LongLive-2.0-5B", "model_bf16.pt")
 
 
@@ -159,9 +163,7 @@ def test_reward_forcing_ema_sink_matches_official_attention(window, alpha):
     got = [r.latents for r in pipe.stream()]
     official = OfficialEMASinkAttention(dit, sink, window, frame_tokens=6, alpha=alpha)
     cross = dit.prepare_context(ctx)
-    want = few_step_reference(
-        lambda x, t, s: official.run(x, t, cross, s), noise, p.schedule, n, chunks
-    )
+    want = few_step_reference(lambda x, t, s: official.run(x, t, cross, s), noise, p.schedule, n, chunks)
     errs = [max_rel_err(a, b) for a, b in zip(got, want)]
     print(f"\nReward Forcing (window {window}, alpha {alpha}) vs official attention: max {max(errs):.2e}")
     assert max(errs) < TOL
@@ -174,21 +176,31 @@ def test_reward_forcing_ema_sink_matches_official_attention(window, alpha):
 def test_reward_forcing_preset_and_refusals():
     p = get_preset("reward-forcing-1.3b")
     assert (p.sink_frames, p.window_frames, p.frames_per_chunk, p.sink_ema) == (3, 6, 3, 0.999)
-    assert p.schedule.timesteps == get_preset("self-forcing-1.3b").schedule.timesteps and p.scheme == "ema_sink"
+    assert (
+        p.schedule.timesteps == get_preset("self-forcing-1.3b").schedule.timesteps and p.scheme == "ema_sink"
+    )
     assert (p.dit.repo, p.dit.repo_path) == ("JaydenLu666/Reward-Forcing-T2V-1.3B", "rewardforcing.pt")
     dit = WanDiT(WanDiTConfig(**TINY)).eval()
     with pytest.raises(ValueError, match="relative RoPE"):
-        StreamingPipeline(dit, p, rope="absolute").start_video(torch.randn(1, 5, 4096), height=32, width=48, num_chunks=2)
+        StreamingPipeline(dit, p, rope="absolute").start_video(
+            torch.randn(1, 5, 4096), height=32, width=48, num_chunks=2
+        )
     with pytest.raises(ValueError, match="does not support prompt switches"):
         StreamingPipeline(dit, p).start_video(
-            torch.randn(1, 5, 4096), height=32, width=48, num_chunks=3, prompt_switches={1: torch.randn(1, 5, 4096)}
+            torch.randn(1, 5, 4096),
+            height=32,
+            width=48,
+            num_chunks=3,
+            prompt_switches={1: torch.randn(1, 5, 4096)},
         )
     with pytest.raises(ValueError, match="EMA sink needs"):
         p.with_overrides(sink_frames=0)
 
 
 # -- Causal Forcing++ ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name,steps", [("causal-forcing-pp-2step-1.3b", 2), ("causal-forcing-pp-1step-1.3b", 1)])
+@pytest.mark.parametrize(
+    "name,steps", [("causal-forcing-pp-2step-1.3b", 2), ("causal-forcing-pp-1step-1.3b", 1)]
+)
 def test_causal_forcing_pp_first_chunk_steps_match_reference(monkeypatch, name, steps):
     p = get_preset(name)
     assert len(p.schedule) == steps and len(p.first_chunk_schedule) == 4 and p.frames_per_chunk == 1
@@ -211,9 +223,9 @@ def test_causal_forcing_pp_first_chunk_steps_match_reference(monkeypatch, name, 
         seq = torch.cat([*clean[:s], x], dim=2)
         frames = list(range(s + n))
         tt = torch.cat([torch.zeros(1, s), t], dim=1)
-        return official_masked_v(
-            monkeypatch, ref, seq, tt, ctx, [f + 1 for f in frames], frames, 0, 3, ft
-        )[:, :, -n:]
+        return official_masked_v(monkeypatch, ref, seq, tt, ctx, [f + 1 for f in frames], frames, 0, 3, ft)[
+            :, :, -n:
+        ]
 
     want = few_step_reference(run, noise, p.schedule, n, chunks, first_chunk_schedule=p.first_chunk_schedule)
     errs = [max_rel_err(a, b) for a, b in zip(got, want)]

@@ -68,7 +68,9 @@ def test_published_sampling(name):
         assert p.schedule.final_t0_step == (name == "krea-realtime-14b")
     assert p.kv_recompute_frames == (3 if name == "krea-realtime-14b" else 0)
     assert p.lora is None or (name == "longlive-1.3b" and p.lora.name == "longlive_lora.pt")
-    assert p.default_frames == {"longlive-1.3b": 477, "wan2.2-ti2v-5b": 121, "longlive2-5b": 509}.get(name, 81)
+    assert p.default_frames == {"longlive-1.3b": 477, "wan2.2-ti2v-5b": 121, "longlive2-5b": 509}.get(
+        name, 81
+    )
 
 
 @pytest.mark.parametrize("name", list(MODEL))

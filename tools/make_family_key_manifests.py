@@ -53,7 +53,9 @@ FAMILIES = {
 def _extract(repo: Path, paths: list[str], dest: Path) -> str:
     """The repo's files at HEAD under ``paths`` into ``dest``; returns the commit."""
     git = ["git", "-C", str(repo)]
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    commit = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     tar = subprocess.run([*git, "archive", "HEAD", *paths], capture_output=True, check=True).stdout
     with tarfile.open(fileobj=BytesIO(tar)) as t:
         t.extractall(dest, filter="data")

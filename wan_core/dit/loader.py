@@ -322,7 +322,9 @@ def _load_single(
         raise CheckpointError(f"{WHAT}: {e}") from e
     model.attn_backend = backend
     model.weight_set = weight_set_of(ck)
-    model.load_format = plan.format if ck.source in ("", "top level") else f"{plan.format}, weights {ck.source}"
+    model.load_format = (
+        plan.format if ck.source in ("", "top level") else f"{plan.format}, weights {ck.source}"
+    )
     return model.eval()
 
 

@@ -322,7 +322,11 @@ CAUSAL_FORCING_PP_2STEP = replace(
     SELF_FORCING,
     name="causal-forcing-pp-2step-1.3b",
     description="Causal Forcing++ frame-wise 2-step (Wan2.1 T2V 1.3B; the first frame takes 4 steps)",
-    dit=_dit("causal_forcing_pp_framewise_2step.pt", "zhuhz22/Causal-Forcing", "causal-forcing++/framewise-2step.pt"),
+    dit=_dit(
+        "causal_forcing_pp_framewise_2step.pt",
+        "zhuhz22/Causal-Forcing",
+        "causal-forcing++/framewise-2step.pt",
+    ),
     schedule=FewStepSchedule(steps=(1000, 500), shift=5.0, warp=True),
     first_chunk_schedule=_SF_STEPS,
     frames_per_chunk=1,
@@ -451,7 +455,9 @@ _presets = [
         name="causal-forcing-pp-1step-1.3b",
         description="Causal Forcing++ frame-wise 1-step (Wan2.1 T2V 1.3B; the first frame takes 4 steps)",
         dit=_dit(
-            "causal_forcing_pp_framewise_1step.pt", "zhuhz22/Causal-Forcing", "causal-forcing++/framewise-1step.pt"
+            "causal_forcing_pp_framewise_1step.pt",
+            "zhuhz22/Causal-Forcing",
+            "causal-forcing++/framewise-1step.pt",
         ),
         schedule=FewStepSchedule(steps=(1000,), shift=5.0, warp=True),
     ),
