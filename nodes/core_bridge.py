@@ -46,8 +46,12 @@ def load_dit(
     cuda_graphs: bool,
     lora_path: str | None = None,
     lora_strength: float = 1.0,
+    weights: str = "auto",
 ) -> LoadedDiT:
     from wan_core.dit.loader import load_dit as core_load_dit
+    from wan_core.rollout.presets import official_weight_set
+
+    prefer = official_weight_set(path) or "generator_ema"  # auto: the family's official set (by file name)
 
     device = rt.torch_device()
     fp8_math = precision == "fp8_fast"
@@ -69,7 +73,9 @@ def load_dit(
             f"Load Wan DiT: CUDA graphs need a CUDA GPU (this ComfyUI runs on {device}); turn cuda_graphs off."
         )
     rt.free_memory_for(path, device)
-    model = core_load_dit(path, dtype=dtype, device=device, attention=attention)
+    model = core_load_dit(
+        path, dtype=dtype, device=device, attention=attention, weights=weights, prefer=prefer
+    )
     from wan_core.accel import prepare_dit
 
     # LoRA merge, then FP8 math; the pipeline fuses q/k/v and compiles later (prepare_dit owns the order)
@@ -86,7 +92,14 @@ def load_dit(
     cfg = model.config
     family = getattr(cfg, "model_type", "t2v")
     desc = f"Wan DiT {family} dim {cfg.dim} x {cfg.num_layers} layers, in {cfg.in_dim} / out {cfg.out_dim} channels"
-    log.info("Load Wan DiT: %s (%s) on %s in %s", path, desc, device, dtype)
+    log.info(
+        "Load Wan DiT: %s (%s; weights: %s) on %s in %s",
+        path,
+        desc,
+        getattr(model, "weight_set", "?"),
+        device,
+        dtype,
+    )
     options = RuntimeOptions(
         dtype=dtype, attention=attention, compile=compile, cuda_graphs=cuda_graphs, fp8_linear=fp8_math
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from wan_core.dit.keymap import WEIGHT_CHOICES
+
 from . import comfy_runtime as rt
 from . import core_bridge, model_folders
 from .socket_types import CATEGORY, WanDiT, WanVAE
@@ -75,13 +77,32 @@ class WanStreamLoadDiT(io.ComfyNode):
                     step=0.05,
                     tooltip="Scale of the merged LoRA (1.0 = as trained).",
                 ),
+                io.Combo.Input(
+                    "weights",
+                    options=list(WEIGHT_CHOICES),
+                    default="auto",
+                    optional=True,
+                    tooltip="Training checkpoints hold two weight sets: generator (as trained) and generator_ema "
+                    "(their average). auto: the set the model family's official inference loads (LongLive, "
+                    "Causal Forcing chunk-wise: generator; Self-Forcing, Causal Forcing frame-wise: "
+                    "generator_ema; an unknown file: generator_ema if present). Files with one set: auto.",
+                ),
             ],
             outputs=[WanDiT.Output(display_name="dit", tooltip="The loaded Wan DiT.")],
         )
 
     @classmethod
     def execute(
-        cls, model_name, precision, attention, compile, cuda_graphs, download, lora_name, lora_strength
+        cls,
+        model_name,
+        precision,
+        attention,
+        compile,
+        cuda_graphs,
+        download,
+        lora_name,
+        lora_strength,
+        weights="auto",
     ) -> io.NodeOutput:
         path = model_folders.resolve("diffusion_models", model_name, download, "Load Wan DiT")
         lora_path = None
@@ -96,6 +117,7 @@ class WanStreamLoadDiT(io.ComfyNode):
                 cuda_graphs=cuda_graphs,
                 lora_path=lora_path,
                 lora_strength=lora_strength,
+                weights=weights,
             )
         )
 

@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="DiT dtype (default bf16 on CUDA, fp32 on CPU)",
     )
     g.add_argument("--attention", default="auto", help="auto | sdpa | sage | flash")
+    g.add_argument(
+        "--weights",
+        choices=("auto", "generator", "generator_ema"),
+        default="auto",
+        help="weight set of a training checkpoint (auto: the one the family's official inference loads)",
+    )
     g.add_argument("--no-cuda-graphs", action="store_true", help="disable CUDA-graph replay")
     g.add_argument("--no-compile", action="store_true", help="disable torch.compile of the blocks")
     g.add_argument(
@@ -157,6 +163,7 @@ def run_options_from_args(args):
         compile=False if args.no_compile else None,
         overlap_decode=False if args.no_overlap_decode else None,
         fp8_linear=args.fp8_linear,
+        weights=args.weights,
     )
 
 

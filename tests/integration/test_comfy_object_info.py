@@ -15,7 +15,7 @@ EXPECTED = {
             "compile": "BOOLEAN", "cuda_graphs": "BOOLEAN", "download": "BOOLEAN", "lora_name": COMBO,
             "lora_strength": "FLOAT",
         },
-        "optional": {},
+        "optional": {"weights": COMBO},  # appended: the weight set of a training checkpoint
         "outputs": ["WANSTREAM_DIT"],
     },
     "WanStreamLoadVAE": {
