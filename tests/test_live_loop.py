@@ -250,3 +250,18 @@ def test_blend_end_points_and_padding():
         blend_embeddings(a, b, 0.5, "cubic")
     with pytest.raises(ValueError):
         blend_embeddings(a, b, 1.5)
+
+
+def test_latent_spool_round_trip(tmp_path):
+    from wan_core.live.spool import LatentSpool
+
+    chunks = [torch.randn(1, 16, n, 4, 6) for n in (3, 3, 1)]
+    with LatentSpool(tmp_path) as spool:
+        assert spool.read() is None
+        for c in chunks:
+            spool.append(c)
+        assert torch.equal(spool.read(), torch.cat(chunks, dim=2))
+        with pytest.raises(ValueError):
+            spool.append(torch.randn(1, 16, 3, 4, 7))
+        path = spool.path
+    assert not __import__("os").path.exists(path)
