@@ -4,7 +4,7 @@ input and a description on every node (the V3 ``comfy_api.latest`` route)."""
 import json
 
 import pytest
-from workflow_files import NAMES, ui_graph
+from workflow_files import TEMPLATES, ui_graph
 
 COMBO = "COMBO"
 
@@ -134,7 +134,7 @@ def test_template_browser_lists_the_ui_workflows(comfy_server):
     client = comfy_server.client()
     templates = client.get("/workflow_templates")
     assert sorted(templates["ComfyUI-Wan-Stream"]) == sorted(
-        NAMES
+        TEMPLATES
     )  # API twins (workflows/api/) are not listed
     served = client.get("/api/workflow_templates/ComfyUI-Wan-Stream/t2v_self_forcing_1.3b.json")
     served = json.loads(served) if isinstance(served, bytes) else served
