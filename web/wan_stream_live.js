@@ -82,7 +82,7 @@ class WanStreamLivePlayer {
   updateDataset(extra = {}) {
     const d = this.element.dataset;
     Object.assign(d, {
-      state: this.state, received: String(this.received), shown: String(this.shown), chunks: String(this.chunks),
+      promptId: this.promptId ?? "", state: this.state, received: String(this.received), shown: String(this.shown), chunks: String(this.chunks),
       queued: String(this.queue.length), ended: String(this.ended),
       latencyMs: this.latencies.length ? String(Math.round(this.latencies[this.latencies.length - 1])) : "",
       latencies: JSON.stringify(this.latencies.map((x) => Math.round(x))),

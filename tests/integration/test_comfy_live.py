@@ -14,7 +14,7 @@ import uuid
 import av
 import pytest
 import torch
-from live_client import SAVE, SAMPLER, live_prompt, saved_latent, seconds_for_chunks, steer
+from live_client import SAVE, live_prompt, saved_latent, seconds_for_chunks, steer
 
 
 def _frames_in_mp4(data: bytes) -> int:
