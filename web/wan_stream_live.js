@@ -7,12 +7,14 @@
 // {error}, `wanstream.live.end` {chunks, frames, ended_by}. The controls call the steering API
 // (POST /wanstream/live/<prompt_id>/{prompt,pause,resume,stop}, docs/live.md) with the job's token.
 // Playback: frames are played at the preset's fps from a small jitter buffer (JITTER_MS of video is
-// buffered before playing, and again after the buffer ran dry); nothing is kept once shown.
+// buffered before playing, and again after the buffer ran dry; when generation outruns real time and
+// more than MAX_LAG_MS waits, playback speeds up to catch up); nothing is kept once shown.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const NODE_TYPE = "WanStreamLiveSampler";
 const JITTER_MS = 250; // video buffered before playback starts (and restarts after running dry)
+const MAX_LAG_MS = 1000; // more video than this waiting: play faster (up to 4x) to catch up, drop none
 const MAX_QUEUED = 600; // frames waiting to be shown, at most (older ones are dropped)
 
 function el(tag, style = {}, props = {}) {
@@ -71,6 +73,7 @@ class WanStreamLivePlayer {
     this.ended = false;
     this.buffering = true;
     this.latencies = []; // per chunk: ms from the server sending it to its first frame on screen
+    this.arrivals = []; // per chunk: ms from the server sending it to its event in this page
     this.canSwitch = false;
     this.stopTimer();
     this.setControls(false);
@@ -86,6 +89,7 @@ class WanStreamLivePlayer {
       queued: String(this.queue.length), ended: String(this.ended),
       latencyMs: this.latencies.length ? String(Math.round(this.latencies[this.latencies.length - 1])) : "",
       latencies: JSON.stringify(this.latencies.map((x) => Math.round(x))),
+      arrivals: JSON.stringify(this.arrivals.map((x) => Math.round(x))),
     }, extra);
   }
 
@@ -125,6 +129,7 @@ class WanStreamLivePlayer {
 
   onChunk(d) {
     if (d.prompt_id !== this.promptId) return;
+    this.arrivals.push(Date.now() - d.sent_ms);
     this.fps = d.fps || this.fps;
     if (this.canvas.width !== d.width || this.canvas.height !== d.height) {
       this.canvas.width = d.width;
@@ -183,7 +188,8 @@ class WanStreamLivePlayer {
       };
       if (f.img.complete) draw();
       else f.img.onload = draw;
-      next += period;
+      const waitingMs = this.queue.length * period;
+      next += waitingMs > MAX_LAG_MS ? period / Math.min(4, waitingMs / MAX_LAG_MS) : period;
       this.timer = setTimeout(tick, Math.max(0, next - performance.now()));
     };
     tick();
