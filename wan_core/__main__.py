@@ -2,6 +2,7 @@
 --download --frames 81 --out out.mp4``.
 
 Subcommands: ``generate`` (writes mp4 via PyAV or animated WebP via Pillow, prints per-chunk timing),
+``live`` (an endless video steered by prompts on standard input, ``wan_core/live/cli.py``),
 ``presets`` (list the presets), ``files`` (which files a preset needs and whether they are there).
 """
 
@@ -96,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, default=None, help="many-step presets: number of Euler steps")
     g.add_argument("--guidance", type=float, default=None, help="many-step presets: CFG scale")
 
+    from wan_core.live.cli import add_live_parser
+
+    add_live_parser(sub)  # python -m wan_core live: prompts from standard input
     sub.add_parser("presets", help="list the presets")
     f = sub.add_parser("files", help="files a preset needs and whether they are present")
     f.add_argument("--preset", required=True, choices=sorted(PRESETS), metavar="PRESET")
@@ -213,6 +217,10 @@ def main(argv=None) -> int:
             return _cmd_presets()
         if args.command == "files":
             return _cmd_files(args)
+        if args.command == "live":
+            from wan_core.live.cli import run_live_cli
+
+            return run_live_cli(args)
         return _cmd_generate(args)
     except KeyboardInterrupt as e:  # Ctrl-C outside the loop, or a second one in it: no new file
         print(interrupted_message(e, getattr(args, "out", None)), file=sys.stderr)
