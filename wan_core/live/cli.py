@@ -122,7 +122,6 @@ def run_live_cli(args, stdin=None, say=print) -> int:
                 max_chunks=args.max_chunks, poll=poll,
                 on_prompt=lambda a: say(f"chunk {a.chunk + 1}: {a.text[:60]!r} weight {a.weight:.2f}", flush=True),
             )  # fmt: skip
-            pipe.interrupt = lambda: stop.requested
             reader.start()
             result = loop.run(context)
     frames = sink.frames_written
