@@ -46,8 +46,12 @@ def load_dit(
     cuda_graphs: bool,
     lora_path: str | None = None,
     lora_strength: float = 1.0,
+    speed: str = "auto",
 ) -> LoadedDiT:
+    """``speed`` with the old ``compile`` / ``cuda_graphs`` booleans: see ``nodes/speed.py``."""
     from wan_core.dit.loader import load_dit as core_load_dit
+
+    from .speed import speed_flags, triton_importable
 
     device = rt.torch_device()
     fp8_math = precision == "fp8_fast"
@@ -68,6 +72,13 @@ def load_dit(
         raise ValueError(
             f"Load Wan DiT: CUDA graphs need a CUDA GPU (this ComfyUI runs on {device}); turn cuda_graphs off."
         )
+    flags = speed_flags(
+        speed,
+        compile=compile,
+        cuda_graphs=cuda_graphs,
+        device_type=device.type,
+        triton=device.type == "cuda" and triton_importable(),
+    )
     rt.free_memory_for(path, device)
     model = core_load_dit(path, dtype=dtype, device=device, attention=attention)
     from wan_core.accel import prepare_dit
@@ -86,9 +97,18 @@ def load_dit(
     cfg = model.config
     family = getattr(cfg, "model_type", "t2v")
     desc = f"Wan DiT {family} dim {cfg.dim} x {cfg.num_layers} layers, in {cfg.in_dim} / out {cfg.out_dim} channels"
-    log.info("Load Wan DiT: %s (%s) on %s in %s", path, desc, device, dtype)
+    log.info(
+        "Load Wan DiT: %s (%s) on %s in %s; speed %s: %s", path, desc, device, dtype, speed, flags.summary()
+    )
     options = RuntimeOptions(
-        dtype=dtype, attention=attention, compile=compile, cuda_graphs=cuda_graphs, fp8_linear=fp8_math
+        dtype=dtype,
+        attention=attention,
+        compile=flags.compile,
+        cuda_graphs=flags.cuda_graphs,
+        fp8_linear=fp8_math,
+        fuse_qkv=flags.fuse_qkv,
+        overlap_decode=flags.overlap_decode,
+        speed=speed,
     )
     warm = WarmRollout()
     fp8_advice = (
@@ -477,7 +497,13 @@ def _sample_in_process(
     pipe = dit.warm.acquire(
         key,
         lambda: StreamingPipeline(
-            model, p, cuda_graphs=dit.options.cuda_graphs, compile=dit.options.compile, missing_inputs="warn"
+            model,
+            p,
+            cuda_graphs=dit.options.cuda_graphs,
+            compile=dit.options.compile,
+            fuse_qkv=dit.options.fuse_qkv,
+            overlap_decode=dit.options.overlap_decode,
+            missing_inputs="warn",
         ),
     )
     first = cond.segments[0]

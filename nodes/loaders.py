@@ -7,7 +7,9 @@ from comfy_api.latest import io
 
 from . import comfy_runtime as rt
 from . import core_bridge, model_folders
+from .legacy_inputs import legacy
 from .socket_types import CATEGORY, WanDiT, WanVAE
+from .speed import SPEEDS
 
 _DOWNLOAD_TIP = (
     "When the selected file is a known model that is not in the folder yet, download it from Hugging Face "
@@ -49,15 +51,21 @@ class WanStreamLoadDiT(io.ComfyNode):
                     default="auto",
                     tooltip="Attention kernel. auto: the fastest one installed (flash > sage > PyTorch SDPA).",
                 ),
-                io.Boolean.Input(
-                    "compile",
-                    default=False,
-                    tooltip="torch.compile the transformer blocks (slow first chunk, faster after).",
+                legacy(
+                    io.Boolean.Input(
+                        "compile",
+                        default=False,
+                        tooltip="Kept for saved workflows (see speed): on = torch.compile the transformer "
+                        "blocks whatever speed says; off = as speed says.",
+                    )
                 ),
-                io.Boolean.Input(
-                    "cuda_graphs",
-                    default=False,
-                    tooltip="Capture each chunk's denoising step as a CUDA graph (static shapes; CUDA only).",
+                legacy(
+                    io.Boolean.Input(
+                        "cuda_graphs",
+                        default=False,
+                        tooltip="Kept for saved workflows (see speed): on = CUDA graphs whatever speed says "
+                        "(CUDA only); off = as speed says.",
+                    )
                 ),
                 io.Boolean.Input("download", default=False, tooltip=_DOWNLOAD_TIP),
                 io.Combo.Input(
@@ -75,13 +83,32 @@ class WanStreamLoadDiT(io.ComfyNode):
                     step=0.05,
                     tooltip="Scale of the merged LoRA (1.0 = as trained).",
                 ),
+                io.Combo.Input(
+                    "speed",
+                    optional=True,
+                    options=list(SPEEDS),
+                    default="auto",
+                    tooltip="auto: on a CUDA GPU, CUDA graphs + fused q/k/v + decoding overlapped with the next "
+                    "chunk, and torch.compile where Triton is installed (slow first chunk, faster after); if "
+                    "compiling or capturing fails the model runs eager, with a warning, and the job goes on. "
+                    "On the CPU: eager. eager: none of them (the plain path).",
+                ),
             ],
             outputs=[WanDiT.Output(display_name="dit", tooltip="The loaded Wan DiT.")],
         )
 
     @classmethod
     def execute(
-        cls, model_name, precision, attention, compile, cuda_graphs, download, lora_name, lora_strength
+        cls,
+        model_name,
+        precision,
+        attention,
+        compile,
+        cuda_graphs,
+        download,
+        lora_name,
+        lora_strength,
+        speed="auto",
     ) -> io.NodeOutput:
         path = model_folders.resolve("diffusion_models", model_name, download, "Load Wan DiT")
         lora_path = None
@@ -96,6 +123,7 @@ class WanStreamLoadDiT(io.ComfyNode):
                 cuda_graphs=cuda_graphs,
                 lora_path=lora_path,
                 lora_strength=lora_strength,
+                speed=speed,
             )
         )
 

@@ -17,13 +17,16 @@ from .warm_rollout import WarmRollout
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How a model runs: compute dtype, attention backend, torch.compile, CUDA graphs, FP8 math."""
+    """How a model runs: compute dtype, attention backend, the speed flags (``nodes/speed.py``), FP8 math."""
 
     dtype: torch.dtype
     attention: str = "auto"  # auto | sdpa | sage | flash
     compile: bool = False
     cuda_graphs: bool = False
     fp8_linear: bool = False  # the blocks' Linears run FP8 GEMMs (precision fp8_fast)
+    fuse_qkv: bool | None = None  # None: the pipeline's default for the device
+    overlap_decode: bool | None = None  # None: the pipeline's default for the device
+    speed: str = "auto"  # Load Wan DiT's speed input, as chosen
 
 
 @dataclass(frozen=True, eq=False)
