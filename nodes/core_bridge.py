@@ -8,10 +8,12 @@ are **raw** VAE latents ``[1, C, T, h, w]``; inside ``wan_core`` latents are nor
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
 import weakref
+from dataclasses import dataclass
 
 import torch
 
@@ -208,7 +210,7 @@ def text_encoder_device(choice: str) -> torch.device:
 
 
 def encode_prompt_schedule(
-    encoder_path: str, schedule: list[tuple[int, str]], negative: str, precision: str, device: str = "auto"
+    encoder_path: str, schedule: list[tuple], negative: str, precision: str, device: str = "auto"
 ) -> StreamConditioning:
     """UMT5 embeddings of every prompt of the schedule and of the negative prompt (the presets'
     default negative prompt when empty; only CFG presets use it). Cached per (file, prompt): the key
@@ -243,9 +245,9 @@ def encode_prompt_schedule(
     negative_context = embs[-1][None].float().cpu()
     segments = tuple(
         PromptSegment(
-            start_chunk=chunk, text=text, context=emb[None].float().cpu(), negative_context=negative_context
+            start=start, text=text, context=emb[None].float().cpu(), negative_context=negative_context
         )
-        for (chunk, text), emb in zip(schedule, embs[:-1])
+        for (start, text), emb in zip(schedule, embs[:-1])
     )
     return StreamConditioning(segments=segments, encoder_path=encoder_path, negative_text=negative_text)
 
@@ -396,6 +398,26 @@ def _errors_named(node: str):
         raise ValueError(f"{node}: {e}") from e
 
 
+@dataclass(frozen=True, eq=False)
+class SampledVideo:
+    """What the sampler makes: the raw latent video and the frame rate it plays at."""
+
+    latent: torch.Tensor  # [1, C, T, h, w] raw (ComfyUI LATENT samples), CPU float32
+    fps: float  # the preset's (or the request's) frames per second, for CreateVideo
+
+
+def auto_preset(dit: LoadedDiT, dit_low_noise: LoadedDiT | None = None) -> str:
+    """Preset ``auto``: the preset of the loaded DiT (file name + key layout), or a ``RequestError`` in
+    the sampler's words listing the candidates (``wan_core.rollout.preset_auto``)."""
+    from wan_core.rollout.preset_auto import resolve_auto_preset
+
+    name = resolve_auto_preset(
+        dit.path, dit.config, dual_expert=dit_low_noise is not None, words=SAMPLER_WORDS
+    )
+    log.info("%s: preset auto = %s (from %s)", SAMPLER, name, os.path.basename(dit.path))
+    return name
+
+
 def sample(
     dit: LoadedDiT,
     cond: StreamConditioning,
@@ -406,22 +428,47 @@ def sample(
     **inputs,
 ) -> torch.Tensor:
     """Run the rollout chunk by chunk; returns the raw latent ``[1, C, T, h, w]`` (CPU, float32).
+    ``sample_video`` takes the same arguments and also returns the fps."""
+    return sample_video(
+        dit, cond, request, preview_vae=preview_vae, dit_low_noise=dit_low_noise, **inputs
+    ).latent
+
+
+def sample_video(
+    dit: LoadedDiT,
+    cond: StreamConditioning,
+    request: VideoRequest | None = None,
+    *,
+    preview_vae: LoadedVAE | None = None,
+    dit_low_noise: LoadedDiT | None = None,
+    **inputs,
+) -> SampledVideo:
+    """Run the rollout chunk by chunk; returns the raw latent video and its fps.
 
     ``request``: the video (``wan_core.rollout.request.VideoRequest``); or, without it, the sampler
     node's inputs as keywords (``width``, ``height``, ``frames``, ``preset``, ``seed``,
-    ``window_frames``, ``sink_frames``, ``chunks``, ``gpus``, ``context_parallel``; see
-    ``video_request.sampler_request``). It is validated here, before any work, in the node's words.
-    ``gpus`` > 1: the rollout runs on that many local worker processes (``multi_gpu``), splitting the
-    DiT's tokens (``context_parallel``: "ulysses" | "ring"); the preview is decoded here."""
+    ``window_frames``, ``sink_frames``, ``chunks``, ``gpus``, ``context_parallel``, ``options``; see
+    ``video_request.sampler_request``). It is validated here, before any work, in the node's words;
+    preset ``auto`` is resolved from the loaded DiT first, and prompt switches given in seconds
+    become chunks. ``gpus`` > 1: the rollout runs on that many local worker processes
+    (``multi_gpu``), splitting the DiT's tokens (``context_parallel``: "ulysses" | "ring"); the
+    preview is decoded here."""
+    from wan_core.rollout.preset_auto import AUTO_PRESET
     from wan_core.vae.latent_norm import to_raw
 
-    if request is None:
+    from_node = request is None
+    if from_node:
         request = sampler_request(cond, **inputs)
     elif inputs:
         raise TypeError(f"sample() takes a request or the node's inputs, not both: {sorted(inputs)}")
+    if isinstance(request.preset, str) and request.preset == AUTO_PRESET:
+        request = dataclasses.replace(request, preset=auto_preset(dit, dit_low_noise))
     valid = request.validate(dit_config=dit.config, words=SAMPLER_WORDS, check_output=False)
     for warning in valid.warnings:
         log.warning("%s", warning)
+    if from_node:  # switches given in seconds start at the chunks the request resolved
+        cond = cond.at_chunks(valid.switch_chunks)
+    fps = float(valid.fps)
     if dit_low_noise is not None and valid.preset.boundary is None:
         raise ValueError(f"{SAMPLER}: preset {valid.preset.name} uses one DiT; disconnect dit_low_noise.")
     with _errors_named(SAMPLER):
@@ -430,7 +477,7 @@ def sample(
             with ResidentModel.using(getattr(preview_vae, "resident", None)):  # previews are decoded here
                 latents = _sample_on_workers(dit, cond, valid, preview_vae, dit_low_noise)
             rt.release_memory()
-            return to_raw(torch.cat(latents, dim=2))
+            return SampledVideo(to_raw(torch.cat(latents, dim=2)), fps)
 
         # the models on their device (ComfyUI may have offloaded them) and not offloaded while they run
         residents = [
@@ -442,7 +489,7 @@ def sample(
         with ResidentModel.using(*residents, keep=dit.warm.handles()):
             latents = _sample_in_process(dit, cond, valid, preview_vae, dit_low_noise, residents)
         rt.release_memory()
-        return to_raw(torch.cat(latents, dim=2))
+        return SampledVideo(to_raw(torch.cat(latents, dim=2)), fps)
 
 
 def _sample_in_process(

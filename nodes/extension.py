@@ -8,6 +8,7 @@ from .decode import WanStreamDecodeChunk
 from .encode_prompt import WanStreamEncodePrompt
 from .i2v_encode import WanStreamI2VControlEncode
 from .loaders import WanStreamLoadDiT, WanStreamLoadTAEHV, WanStreamLoadVAE
+from .rollout_options import WanStreamRolloutOptions
 from .sampler import WanStreamARSampler
 
 NODES: list[type[io.ComfyNode]] = [
@@ -18,6 +19,7 @@ NODES: list[type[io.ComfyNode]] = [
     WanStreamI2VControlEncode,
     WanStreamARSampler,
     WanStreamDecodeChunk,
+    WanStreamRolloutOptions,
 ]
 
 
