@@ -85,7 +85,7 @@ def _no_loading(monkeypatch):
         (["--device", "banana"], "error: --device 'banana' is not a device name"),
         (["--device", "cuda:7"], "error: --device 'cuda:7': "),
         (["--fp8-linear", "--device", "cpu"], "error: FP8 linear math needs a GPU with FP8 tensor cores"),
-        (["--out", "{tmp}/v.gif"], "error: unsupported video extension '.gif'"),
+        (["--out", "{tmp}/v.gif"], "the extension .gif is not a video format this writes"),  # VideoRequest
         (["--out", "{tmp}/file.txt/v.mp4"], "file.txt is a file, not a folder"),
     ],
 )

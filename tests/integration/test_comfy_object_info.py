@@ -4,7 +4,7 @@ input and a description on every node (the V3 ``comfy_api.latest`` route)."""
 import json
 
 import pytest
-from workflow_files import NAMES, ui_graph
+from workflow_files import NAMES, WORKFLOWS, ui_graph
 
 COMBO = "COMBO"
 
@@ -139,3 +139,8 @@ def test_template_browser_lists_the_ui_workflows(comfy_server):
     served = client.get("/api/workflow_templates/ComfyUI-Wan-Stream/t2v_self_forcing_1.3b.json")
     served = json.loads(served) if isinstance(served, bytes) else served
     assert served == ui_graph("t2v_self_forcing_1.3b")
+    # the thumbnail the template browser asks for beside each template (<name>.jpg)
+    for name in NAMES:
+        jpg = client.get(f"/api/workflow_templates/ComfyUI-Wan-Stream/{name}.jpg")
+        assert isinstance(jpg, bytes) and jpg[:3] == b"\xff\xd8\xff", name  # a JPEG
+        assert jpg == (WORKFLOWS / f"{name}.jpg").read_bytes()

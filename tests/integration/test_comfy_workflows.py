@@ -9,6 +9,7 @@ import io
 
 import av
 import pytest
+from comfy_versions import assert_progress_reaches
 from PIL import Image
 from workflow_files import NAMES, tiny_api_prompt, with_start_image
 
@@ -54,10 +55,10 @@ def test_api_workflow_runs(comfy, comfy_server, name):
     assert (n, wh) == (frames, size)
     assert fps == pytest.approx(24.0 if name.startswith("ti2v") else 16.0)
 
-    # ComfyUI progress of the sampler node: one tick per denoising step
+    # ComfyUI progress of the sampler node: up to the video's denoising steps (one update per step;
+    # ComfyUI after 0.3.75 sends at most one message per ~100 ms of them)
     ticks = [m.data for m in ws.of("progress", prompt_id) if m.data.get("node") == SAMPLER]
-    assert [t["value"] for t in ticks] == list(range(1, chunks * steps + 1))
-    assert all(t["max"] == chunks * steps for t in ticks)
+    assert_progress_reaches(ticks, chunks * steps)
     # the pack's chunk/step events and the streamed preview frames (TAEHV) of every chunk
     events = [m.data for m in ws.of("wanstream.progress", prompt_id)]
     assert [(e["chunk"], e["step"]) for e in events] == [

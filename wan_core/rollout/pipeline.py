@@ -15,18 +15,19 @@ from collections.abc import Callable, Iterator
 import torch
 
 from wan_core.accel import prepare_dit
-from wan_core.dit.kv_cache import planned_kv_nbytes
 from wan_core.dit.model import dit_experts
-from wan_core.memory import Allocation, describe_pipeline_step, explain_oom, tensor_nbytes
+from wan_core.memory import Allocation, describe_pipeline_step, explain_oom
 from wan_core.vae.stream import as_rollout_decoder
 
 from .decode_stream import FrameDecodeStream, new_decode_side_stream
 from .graphs import ChunkForward, default_speed_flags, is_compile_error, log, uncompile_blocks
 from .image_input import image_condition
 from .noise import as_noise_source, chunk_seed
+from .pipeline_memory import PipelineMemory
 from .presets import DEFAULT_NEGATIVE_PROMPT, RolloutPreset
-from .prompt import cross_tensors, make_prompt
-from .runner import PipelineRunner, RolloutInterrupted, oom_advice, release_after_oom
+from .prompt import make_prompt
+from .request import VideoRequest
+from .runner import PipelineRunner, RolloutInterrupted, release_after_oom
 from .schemes import SchemeOptions, scheme_for
 from .state import ChunkResult, RolloutState
 from .video import VideoSpec, latent_frames_for
@@ -36,7 +37,7 @@ __all__ = ["ChunkResult", "RolloutState", "RolloutInterrupted", "StreamingPipeli
 ProgressFn = Callable[[int, "int | None", int], None]  # (steps done, total steps or None, chunk index)
 
 
-class StreamingPipeline:
+class StreamingPipeline(PipelineMemory):
     """Chunk-by-chunk Wan video generation with the preset's rollout scheme.
 
     dit: ``WanDiT`` (or ``DualExpertDiT`` for the bidirectional A14B presets).
@@ -60,27 +61,13 @@ class StreamingPipeline:
     """
 
     def __init__(
-        self,
-        dit,
-        preset: RolloutPreset,
-        *,
-        text_encoder: Callable | None = None,
-        vae=None,
-        decoder=None,
-        clip_vision: Callable | None = None,
-        cuda_graphs: bool | None = None,
-        compile: bool | None = None,
-        compile_mode: str | None = None,
-        fuse_qkv: bool | None = None,
-        fp8_linear: bool = False,
-        context_pass_last: bool = False,
-        rope: str = "auto",
-        cache_dtype: torch.dtype | None = None,
-        progress: ProgressFn | None = None,
-        interrupt: Callable[[], bool | None] | None = None,
-        overlap_decode: bool | None = None,
-        missing_inputs: str = "raise",
-    ):
+        self, dit, preset: RolloutPreset, *, text_encoder: Callable | None = None, vae=None, decoder=None,
+        clip_vision: Callable | None = None, cuda_graphs: bool | None = None, compile: bool | None = None,
+        compile_mode: str | None = None, fuse_qkv: bool | None = None, fp8_linear: bool = False,
+        context_pass_last: bool = False, rope: str = "auto", cache_dtype: torch.dtype | None = None,
+        progress: ProgressFn | None = None, interrupt: Callable[[], bool | None] | None = None,
+        overlap_decode: bool | None = None, missing_inputs: str = "raise",
+    ):  # fmt: skip
         if rope not in ("auto", "absolute", "relative"):
             raise ValueError(f"rope must be auto / absolute / relative, got {rope!r}")
         if missing_inputs not in ("raise", "warn"):
@@ -160,14 +147,29 @@ class StreamingPipeline:
 
     def _start_video(
         self, prompts, image: torch.Tensor | None = None, *, height: int | None = None, width: int | None = None,
-        num_frames: int | None = None, num_chunks: int | None = None, seed: int = 0, negative_prompt=None,
-        prompt_switches: dict[int, object] | None = None, image_mode: str | None = None, noise=None,
+        num_frames: int | None = None, num_chunks: int | None = None, seed: int | None = None,
+        negative_prompt=None, prompt_switches: dict[int, object] | None = None, image_mode: str | None = None,
+        noise=None,
     ) -> RolloutState:  # fmt: skip
         """``prompts``: strings (one per batch element) or embeddings ``[B, L, 4096]``; ``image``:
         ``[B, 3, H, W]`` in [-1, 1] (I2V / TI2V); ``num_frames`` (pixel) or ``num_chunks``; neither =
         endless (chunked schemes). ``prompt_switches``: {chunk: prompts}. ``noise``: None (seeded from
-        ``seed``) or a noise source (``noise.py``: ``TensorNoise``, ``CallableNoise``, a callable)."""
+        ``seed``, default 0) or a noise source (``noise.py``: ``TensorNoise``, ``CallableNoise``, a
+        callable). Checked first by the one request validation (``request.VideoRequest``)."""
         scheme = self.scheme
+        valid = self._validate_request(
+            prompts,
+            image,
+            height,
+            width,
+            num_frames,
+            num_chunks,
+            seed,
+            negative_prompt,
+            prompt_switches,
+            noise,
+        )
+        height, width, seed = valid.height, valid.width, valid.seed
         video = self._plan_video(height, width, num_frames, num_chunks)
         cond, clip_fea = image_condition(
             self.preset, self.experts[0].config, image, image_mode, vae=self.vae, clip_vision=self.clip_vision,
@@ -196,6 +198,21 @@ class StreamingPipeline:
         scheme.start(video, state, cache)
         self.state = state
         return state
+
+    def _validate_request(
+        self, prompts, image, height, width, frames, chunks, seed, negative, switches, noise
+    ):
+        """The same rules as the command line and the nodes (``VideoRequest.validate``, Python words)."""
+        endless = frames is None and chunks is None and not self.scheme.whole_video
+        request = VideoRequest(
+            self.preset, prompt=prompts, width=width, height=height, frames=frames, chunks=chunks,
+            endless=endless, seed=seed, noise=noise, rope=self.rope, prompt_switches=switches or None,
+            image=image, negative_prompt=negative,
+        )  # fmt: skip
+        valid = request.validate(self.preset, self.experts[0].config, check_output=False)
+        for warning in valid.warnings:
+            log.warning("%s", warning)
+        return valid
 
     def _reuse_cache(self, cls: type, spec: dict):
         """The previous video's KV cache, its bookkeeping reset, when ``cls(**spec)`` would build the same
@@ -320,39 +337,6 @@ class StreamingPipeline:
             i += 1
 
     __iter__ = stream
-
-    # -- memory --------------------------------------------------------------------------------------
-    def planned_cache_nbytes(self, height=None, width=None, num_frames=None, num_chunks=None, batch=1) -> int:
-        """Bytes of the KV cache ``start_video`` allocates for a video of this geometry (nothing is
-        allocated; 0 for schemes without a cache)."""
-        spec = self.scheme.cache_spec(self._plan_video(height, width, num_frames, num_chunks, batch))
-        return 0 if spec is None else planned_kv_nbytes(*spec)
-
-    def cache_growth_nbytes(self, *args, **kwargs) -> int:
-        """Bytes ``start_video`` will newly allocate for this geometry (arguments as
-        ``planned_cache_nbytes``): the planned KV cache minus the kept one, which it frees or reuses."""
-        cache = None if self.state is None else self.scheme.cache
-        kept = 0 if cache is None else cache.kv_nbytes()
-        return max(0, self.planned_cache_nbytes(*args, **kwargs) - kept)
-
-    def cache_nbytes(self) -> int:
-        """Bytes held by the rollout state that can grow with the video: KV cache + kept frames."""
-        self._require_state()
-        return self.scheme.nbytes()
-
-    def held_nbytes(self) -> int:
-        """Bytes kept between videos: the scheme's (KV cache + kept frames) and the prompts' cross K/V
-        (the captured graphs read them). The graphs' memory pool (about one pass's activations) is not
-        counted."""
-        st = self.state
-        if st is None:
-            return 0
-        crosses = [*st.prompt.cross, *(st.prompt.uncond or [])]
-        return self.cache_nbytes() + sum(tensor_nbytes(cross_tensors(c)) for c in crosses)
-
-    def oom_fixes(self) -> list[str]:
-        """What shrinks this pipeline's memory, with the current values (for out-of-memory errors)."""
-        return oom_advice(self)
 
     # -- kept between videos -------------------------------------------------------------------------
     def rebind(self, *, vae=None, decoder=None, clip_vision=None, progress=None, interrupt=None) -> None:

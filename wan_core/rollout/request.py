@@ -34,9 +34,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .output_path import VIDEO_EXTENSIONS as _WRITTEN_EXTENSIONS
+from .output_path import OutputPathError, check_output_path
 from .presets import PRESETS, RolloutPreset
-from .video_io import VIDEO_EXTENSIONS as _WRITTEN_EXTENSIONS
-from .video_io import check_output_path
 
 __all__ = [
     "VideoRequest",
@@ -787,9 +787,14 @@ class _Validation:
             return path
         try:
             return check_output_path(path)
-        except ValueError as e:
+        except OutputPathError as e:
             self.fail(
-                "output", str(out), str(e), None, "pick a file in a folder you can write to", "output.path"
+                "output",
+                str(out),
+                str(e),
+                None,
+                "pick a file in a folder you can write to",
+                f"output.{e.code}",
             )
 
     def _parallel(self, width: int, height: int) -> tuple[int, str | None]:

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic_file import PARTIAL_SUFFIX, AtomicOutput
+from .atomic_file import AtomicOutput
+from .output_path import VIDEO_EXTENSIONS, check_output_path
 from .webp_anim import AnimatedWebpStream
 
 __all__ = [
@@ -37,10 +38,6 @@ __all__ = [
     "VIDEO_EXTENSIONS",
 ]
 
-# extension -> PyAV container format (None: animated WebP, written by webp_anim)
-VIDEO_EXTENSIONS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webp": None}
-_NAME_MAX = 255 - len(f"..{2**22}-99{PARTIAL_SUFFIX}")  # the partial file's name must fit too
-
 
 def have_av() -> bool:
     try:
@@ -48,37 +45,6 @@ def have_av() -> bool:
     except ImportError:
         return False
     return True
-
-
-def check_output_path(path: str | os.PathLike) -> Path:
-    """The video destination ``path`` (``~`` expanded) if a writer can create it: a supported
-    extension (.mp4 / .mov / .mkv / .webp), a file name (not a folder), a folder that exists or can
-    be created and is writable. Raises ``ValueError`` saying what is wrong. Creates nothing."""
-    p = Path(os.path.expanduser(os.fspath(path)))
-    if p.name in ("", ".", "..") or str(path).endswith(("/", os.sep)):
-        raise ValueError(
-            f"output {str(path)!r} names a folder, not a video file: add a file name, e.g. out.mp4"
-        )
-    ext = p.suffix.lower()
-    if ext not in VIDEO_EXTENSIONS:
-        what = f"extension {ext!r}" if ext else "no extension"
-        raise ValueError(f"unsupported video {what} for {p}: use .mp4 (or .mov / .mkv) or .webp")
-    if len(p.name.encode()) > _NAME_MAX:
-        raise ValueError(f"output file name is too long ({len(p.name.encode())} bytes; at most {_NAME_MAX})")
-    if p.is_dir():
-        raise ValueError(f"output {p} is a folder: name a file in it, e.g. {p / ('out' + ext)}")
-    if p.exists() and not p.is_file():
-        raise ValueError(f"output {p} exists and is not a regular file")
-    folder = p.parent
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"cannot create the output folder {folder}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        where = f"folder {existing}" + ("" if existing == folder else f" (where {folder} would be created)")
-        raise ValueError(f"cannot write {p}: {where} is not writable")
-    return p
 
 
 def to_uint8_frames(frames: torch.Tensor, batch_index: int = 0) -> np.ndarray:

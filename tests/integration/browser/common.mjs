@@ -11,11 +11,14 @@ const { chromium } = require("playwright-core");
 
 export const CHROMIUM = process.env.WANSTREAM_CHROMIUM || "/usr/bin/chromium";
 
-export async function openComfy(url, userDataDir) {
+// -> { context, page, logs: console lines, failed: "<status> <url>" of every HTTP response >= 400 and
+//      "<error> <url>" of every request that got no response (the refused non-local ones included;
+//      not the ones the page cancelled itself, net::ERR_ABORTED: e.g. media previews of a closed dialog) }
+export async function openComfy(url, userDataDir, viewport = { width: 1600, height: 1000 }) {
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: true,
-    viewport: { width: 1600, height: 1000 },
+    viewport,
     args: [
       "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
       "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
@@ -30,6 +33,12 @@ export async function openComfy(url, userDataDir) {
   const logs = [];
   page.on("console", (m) => logs.push(`[${m.type()}] ${m.text()}`));
   page.on("pageerror", (e) => logs.push(`[pageerror] ${e.message}`));
+  const failed = [];
+  page.on("response", (r) => r.status() >= 400 && failed.push(`${r.status()} ${r.url()}`));
+  page.on("requestfailed", (r) => {
+    const error = r.failure()?.errorText;
+    if (error !== "net::ERR_ABORTED") failed.push(`${error} ${r.url()}`);
+  });
   await page.goto(url);
   await page.waitForFunction(() => window.app && window.app.graph && window.LiteGraph, null, { timeout: 120000 });
   // wait until the node definitions (incl. this pack's) are registered and the extension ran
@@ -41,5 +50,5 @@ export async function openComfy(url, userDataDir) {
     else if (i >= 3) break;
     await page.waitForTimeout(300);
   }
-  return { context, page, logs };
+  return { context, page, logs, failed };
 }
