@@ -580,8 +580,9 @@ def _sample_in_process(
             width=valid.width,
             **valid.length,
             seed=valid.seed,
+            # only where classifier-free guidance reads it (the pipeline's request refuses it elsewhere)
             negative_prompt=first.negative_context.to(dit.device)
-            if first.negative_context is not None
+            if first.negative_context is not None and pipe.scheme.uses_negative_prompt
             else None,
             prompt_switches=None,
         )
