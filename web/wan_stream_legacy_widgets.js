@@ -34,6 +34,13 @@ function updateLegacyWidgets(node, specs) {
     widget.hidden = hide; // the canvas renderer
     widget.options ??= {};
     widget.options.hidden = hide; // the Vue node renderer
+    if (hide && !widget.wanStreamSize) {
+      widget.wanStreamSize = { computeSize: widget.computeSize }; // no room in front ends that lay it out
+      widget.computeSize = () => [0, -4];
+    } else if (!hide && widget.wanStreamSize) {
+      widget.computeSize = widget.wanStreamSize.computeSize;
+      delete widget.wanStreamSize;
+    }
   }
   if (changed) {
     const size = node.computeSize?.();
