@@ -48,10 +48,14 @@ def load_dit(
     cuda_graphs: bool,
     lora_path: str | None = None,
     lora_strength: float = 1.0,
+    weights: str = "auto",
     speed: str = "auto",
 ) -> LoadedDiT:
     """``speed`` with the old ``compile`` / ``cuda_graphs`` booleans: see ``nodes/speed.py``."""
     from wan_core.dit.loader import load_dit as core_load_dit
+    from wan_core.rollout.presets import official_weight_set
+
+    prefer = official_weight_set(path) or "generator_ema"  # auto: the family's official set (by file name)
 
     from .speed import speed_flags, triton_importable
 
@@ -82,7 +86,9 @@ def load_dit(
         triton=device.type == "cuda" and triton_importable(),
     )
     rt.free_memory_for(path, device)
-    model = core_load_dit(path, dtype=dtype, device=device, attention=attention)
+    model = core_load_dit(
+        path, dtype=dtype, device=device, attention=attention, weights=weights, prefer=prefer
+    )
     from wan_core.accel import prepare_dit
 
     # LoRA merge, then FP8 math; the pipeline fuses q/k/v and compiles later (prepare_dit owns the order)
@@ -100,7 +106,14 @@ def load_dit(
     family = getattr(cfg, "model_type", "t2v")
     desc = f"Wan DiT {family} dim {cfg.dim} x {cfg.num_layers} layers, in {cfg.in_dim} / out {cfg.out_dim} channels"
     log.info(
-        "Load Wan DiT: %s (%s) on %s in %s; speed %s: %s", path, desc, device, dtype, speed, flags.summary()
+        "Load Wan DiT: %s (%s; weights: %s) on %s in %s; speed %s: %s",
+        path,
+        desc,
+        getattr(model, "weight_set", "?"),
+        device,
+        dtype,
+        speed,
+        flags.summary(),
     )
     options = RuntimeOptions(
         dtype=dtype,

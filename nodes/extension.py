@@ -7,6 +7,8 @@ from comfy_api.latest import ComfyExtension, io
 from .decode import WanStreamDecodeChunk
 from .encode_prompt import WanStreamEncodePrompt
 from .i2v_encode import WanStreamI2VControlEncode
+from .live import WanStreamLiveSampler
+from .live_routes import register_routes
 from .loaders import WanStreamLoadDiT, WanStreamLoadTAEHV, WanStreamLoadVAE
 from .rollout_options import WanStreamRolloutOptions
 from .sampler import WanStreamARSampler
@@ -19,6 +21,7 @@ NODES: list[type[io.ComfyNode]] = [
     WanStreamI2VControlEncode,
     WanStreamARSampler,
     WanStreamDecodeChunk,
+    WanStreamLiveSampler,
     WanStreamRolloutOptions,
 ]
 
@@ -29,4 +32,5 @@ class WanStreamExtension(ComfyExtension):
 
 
 async def comfy_entrypoint() -> WanStreamExtension:
+    register_routes()  # the live stream's steering API on ComfyUI's server (live_routes.py)
     return WanStreamExtension()

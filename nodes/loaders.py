@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from wan_core.dit.keymap import WEIGHT_CHOICES
+
 from . import comfy_runtime as rt
 from . import core_bridge, model_folders
 from .legacy_inputs import legacy
@@ -84,6 +86,16 @@ class WanStreamLoadDiT(io.ComfyNode):
                     tooltip="Scale of the merged LoRA (1.0 = as trained).",
                 ),
                 io.Combo.Input(
+                    "weights",
+                    options=list(WEIGHT_CHOICES),
+                    default="auto",
+                    optional=True,
+                    tooltip="Training checkpoints hold two weight sets: generator (as trained) and generator_ema "
+                    "(their average). auto: the set the model family's official inference loads (LongLive, "
+                    "Causal Forcing chunk-wise: generator; Self-Forcing, Causal Forcing frame-wise: "
+                    "generator_ema; an unknown file: generator_ema if present). Files with one set: auto.",
+                ),
+                io.Combo.Input(
                     "speed",
                     optional=True,
                     options=list(SPEEDS),
@@ -108,6 +120,7 @@ class WanStreamLoadDiT(io.ComfyNode):
         download,
         lora_name,
         lora_strength,
+        weights="auto",
         speed="auto",
     ) -> io.NodeOutput:
         path = model_folders.resolve("diffusion_models", model_name, download, "Load Wan DiT")
@@ -123,6 +136,7 @@ class WanStreamLoadDiT(io.ComfyNode):
                 cuda_graphs=cuda_graphs,
                 lora_path=lora_path,
                 lora_strength=lora_strength,
+                weights=weights,
                 speed=speed,
             )
         )

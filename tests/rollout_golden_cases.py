@@ -587,6 +587,77 @@ def _(rec):
     _stream(rec, pipe)
 
 
+# the families of issue 16 (recorded after the scheme refactor; their parity with the official code is in
+# test_rollout_families.py)
+def _taehv22(seed: int = 32) -> TAEHV:
+    cfg = TAEHVConfig(latent_channels=48, patch_size=2, encoder_width=8, decoder_widths=(16, 8, 8, 8))
+    return _randomize(TAEHV(cfg), seed, std=0.3)
+
+
+@case(
+    "causal-forcing-pp/2step-first-chunk-4",
+    "causal-forcing-pp-2step-1.3b",
+    "frame-wise, chunk 0 with its own 4 steps then 2 per chunk; sink 3 + window 6, 11 chunks (rolls)",
+)
+def _(rec):
+    pipe = _pipe(rec, _dit("t2v", 40), _ar("causal-forcing-pp-2step-1.3b"))
+    pipe.initialize_cache(_emb(150), height=H, width=W, num_chunks=11, seed=131)
+    _stream(rec, pipe)
+
+
+@case(
+    "causal-forcing-pp/1step", "causal-forcing-pp-1step-1.3b", "the preset as published (window 21), 4 chunks"
+)
+def _(rec):
+    pipe = _pipe(rec, _dit("t2v", 41), get_preset("causal-forcing-pp-1step-1.3b"))
+    pipe.initialize_cache(_emb(151), height=H, width=W, num_chunks=4, seed=137)
+    _stream(rec, pipe)
+
+
+@case(
+    "reward-forcing/ema-sink",
+    "reward-forcing-1.3b",
+    "the preset as published (sink 3 + window 6, EMA 0.999, relative RoPE), 6 chunks: blends at 3, 4, 5",
+)
+def _(rec):
+    pipe = _pipe(rec, _dit("t2v", 42), get_preset("reward-forcing-1.3b"))
+    pipe.initialize_cache(_emb(152), height=H, width=W, num_chunks=6, seed=139)
+    _stream(rec, pipe)
+
+
+@case(
+    "longlive2-5b/text",
+    "longlive2-5b",
+    "UniPC 4 steps per chunk, chunks of 2, sink 1 + window 3 (rolls), 64x64, 4 chunks",
+)
+def _(rec):
+    p = get_preset("longlive2-5b").with_overrides(frames_per_chunk=2, sink_frames=1, window_frames=3)
+    pipe = _pipe(rec, _dit("ti2v", 43), p)
+    pipe.initialize_cache(_emb(153), height=TI2V_H, width=TI2V_W, num_chunks=4, seed=149)
+    _stream(rec, pipe)
+
+
+@case(
+    "longlive2-5b/image-switch",
+    "longlive2-5b",
+    "I2V: latent 0 = the Wan2.2 VAE's image latent at t = 0; a prompt switch at chunk 2 (no re-cache), "
+    "TAEHV frames, 32x32, 3 chunks",
+)
+def _(rec):
+    p = get_preset("longlive2-5b").with_overrides(frames_per_chunk=2, sink_frames=1, window_frames=3)
+    pipe = _pipe(rec, _dit("ti2v", 44), p, vae=_vae22(), decoder=_taehv22())
+    pipe.initialize_cache(
+        _emb(154),
+        _image(6, TI2V_SMALL, TI2V_SMALL),
+        height=TI2V_SMALL,
+        width=TI2V_SMALL,
+        num_chunks=3,
+        seed=151,
+        prompt_switches={2: _emb(155, length=6)},
+    )
+    _stream(rec, pipe)
+
+
 # -- running ----------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def deterministic():

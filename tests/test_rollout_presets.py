@@ -16,6 +16,10 @@ SAMPLING = {
     "causal-forcing-chunkwise-1.3b": ("few_step", (1000, 750, 500, 250), 5.0, True, 3, 21, 0),
     "causal-forcing-framewise-1.3b": ("few_step", (1000, 750, 500, 250), 5.0, True, 1, 21, 0),
     "krea-realtime-14b": ("few_step", (1000, 750, 500, 250), 5.0, True, 3, 6, 0),
+    "causal-forcing-pp-2step-1.3b": ("few_step", (1000, 500), 5.0, True, 1, 21, 0),
+    "causal-forcing-pp-1step-1.3b": ("few_step", (1000,), 5.0, True, 1, 21, 0),
+    "reward-forcing-1.3b": ("few_step", (1000, 750, 500, 250), 5.0, True, 3, 6, 3),
+    "longlive2-5b": ("unipc", (999, 937, 833, 624), 5.0, False, 8, 24, 8),
     "wan2.1-t2v-1.3b": ("euler_cfg", 50, 5.0, None, 0, None, 0),
     "wan2.1-t2v-14b": ("euler_cfg", 50, 5.0, None, 0, None, 0),
     "wan2.1-i2v-14b-480p": ("euler_cfg", 40, 3.0, None, 0, None, 0),
@@ -32,6 +36,10 @@ MODEL = {
     "causal-forcing-chunkwise-1.3b": ("t2v", "causal_forcing_chunkwise.pt", "zhuhz22/Causal-Forcing", None, 1.0, None, None, "none"),
     "causal-forcing-framewise-1.3b": ("t2v", "causal_forcing_framewise.pt", "zhuhz22/Causal-Forcing", None, 1.0, None, None, "none"),
     "krea-realtime-14b": ("t2v", "krea-realtime-video-14b.safetensors", "krea/krea-realtime-video", None, 1.0, None, None, "none"),
+    "causal-forcing-pp-2step-1.3b": ("t2v", "causal_forcing_pp_framewise_2step.pt", "zhuhz22/Causal-Forcing", None, 1.0, None, None, "none"),
+    "causal-forcing-pp-1step-1.3b": ("t2v", "causal_forcing_pp_framewise_1step.pt", "zhuhz22/Causal-Forcing", None, 1.0, None, None, "none"),
+    "reward-forcing-1.3b": ("t2v", "rewardforcing.pt", "JaydenLu666/Reward-Forcing-T2V-1.3B", None, 1.0, None, None, "none"),
+    "longlive2-5b": ("ti2v", "longlive2_5b_bf16.pt", "Efficient-Large-Model/LongLive-2.0-5B", None, 1.0, None, None, "clean_t0"),
     "wan2.1-t2v-1.3b": ("t2v", "wan2.1_t2v_1.3B_fp16.safetensors", "Comfy-Org/Wan_2.1_ComfyUI_repackaged", None, 5.0, None, None, "none"),
     "wan2.1-t2v-14b": ("t2v", "wan2.1_t2v_14B_fp8_scaled.safetensors", "Comfy-Org/Wan_2.1_ComfyUI_repackaged", None, 5.0, None, None, "none"),
     "wan2.1-i2v-14b-480p": ("i2v", "wan2.1_i2v_480p_14B_fp8_scaled.safetensors", "Comfy-Org/Wan_2.1_ComfyUI_repackaged", None, 5.0, None, None, "concat_y"),
@@ -60,7 +68,9 @@ def test_published_sampling(name):
         assert p.schedule.final_t0_step == (name == "krea-realtime-14b")
     assert p.kv_recompute_frames == (3 if name == "krea-realtime-14b" else 0)
     assert p.lora is None or (name == "longlive-1.3b" and p.lora.name == "longlive_lora.pt")
-    assert p.default_frames == {"longlive-1.3b": 477, "wan2.2-ti2v-5b": 121}.get(name, 81)
+    assert p.default_frames == {"longlive-1.3b": 477, "wan2.2-ti2v-5b": 121, "longlive2-5b": 509}.get(
+        name, 81
+    )
 
 
 @pytest.mark.parametrize("name", list(MODEL))
@@ -76,7 +86,7 @@ def test_published_files_and_guidance(name):
         boundary,
         stamp,
     )
-    wan22_vae = name == "wan2.2-ti2v-5b"
+    wan22_vae = name in ("wan2.2-ti2v-5b", "longlive2-5b")
     assert p.vae.name == ("wan2.2_vae.safetensors" if wan22_vae else "wan_2.1_vae.safetensors")
     assert p.taehv.name == ("taew2_2.pth" if wan22_vae else "taew2_1.pth")
     assert (p.latent_channels, p.vae_stride) == ((48, (4, 16, 16)) if wan22_vae else (16, (4, 8, 8)))

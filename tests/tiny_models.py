@@ -328,6 +328,8 @@ def install_tiny_models(models_dir: Path, input_dir: Path) -> dict[str, Path]:
     torch.save(_training_pt(t2v, "generator", "generator_ema", critic=True), dm / "self_forcing_dmd.pt")
     _i2v_file(dm / "wan2.1_i2v_480p_14B_fp8_scaled.safetensors", size, fp8=True)
     _ti2v_file(dm / "wan2.2_ti2v_5B_fp16.safetensors", size)
+    # LongLive 2.0 5B: a causal TI2V DiT as its release holds it ({"generator": {"model.<wan key>"}})
+    torch.save(_training_pt(_dit_state("ti2v", 13, size), "generator"), dm / "longlive2_5b_bf16.pt")
     # LongLive: a causal T2V base (Self-Forcing-style .pt) + a PEFT LoRA of its block Linears
     torch.save(_training_pt(_dit_state("t2v", 8, size), "generator"), dm / "longlive_base.pt")
     torch.save({"generator_lora": _peft_lora(t2v, rank=4, seed=9)}, models_dir / "loras" / "longlive_lora.pt")

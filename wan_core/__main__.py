@@ -2,6 +2,7 @@
 --download --frames 81 --out out.mp4``.
 
 Subcommands: ``generate`` (writes mp4 via PyAV or animated WebP via Pillow, prints per-chunk timing),
+``live`` (an endless video steered by prompts on standard input, ``wan_core/live/cli.py``),
 ``presets`` (list the presets), ``files`` (which files a preset needs and whether they are there).
 """
 
@@ -67,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="DiT dtype (default bf16 on CUDA, fp32 on CPU)",
     )
     g.add_argument("--attention", default="auto", help="auto | sdpa | sage | flash")
+    g.add_argument(
+        "--weights",
+        choices=("auto", "generator", "generator_ema"),
+        default="auto",
+        help="weight set of a training checkpoint (auto: the one the family's official inference loads)",
+    )
     g.add_argument("--no-cuda-graphs", action="store_true", help="disable CUDA-graph replay")
     g.add_argument("--no-compile", action="store_true", help="disable torch.compile of the blocks")
     g.add_argument(
@@ -90,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, default=None, help="many-step presets: number of Euler steps")
     g.add_argument("--guidance", type=float, default=None, help="many-step presets: CFG scale")
 
+    from wan_core.live.cli import add_live_parser
+
+    add_live_parser(sub)  # python -m wan_core live: prompts from standard input
     sub.add_parser("presets", help="list the presets")
     f = sub.add_parser("files", help="files a preset needs and whether they are present")
     f.add_argument("--preset", required=True, choices=sorted(PRESETS), metavar="PRESET")
@@ -157,6 +167,7 @@ def run_options_from_args(args):
         compile=False if args.no_compile else None,
         overlap_decode=False if args.no_overlap_decode else None,
         fp8_linear=args.fp8_linear,
+        weights=args.weights,
     )
 
 
@@ -206,6 +217,10 @@ def main(argv=None) -> int:
             return _cmd_presets()
         if args.command == "files":
             return _cmd_files(args)
+        if args.command == "live":
+            from wan_core.live.cli import run_live_cli
+
+            return run_live_cli(args)
         return _cmd_generate(args)
     except KeyboardInterrupt as e:  # Ctrl-C outside the loop, or a second one in it: no new file
         print(interrupted_message(e, getattr(args, "out", None)), file=sys.stderr)

@@ -46,6 +46,7 @@ class RunOptions:
     compile: bool | None = None
     overlap_decode: bool | None = None
     fp8_linear: bool = False
+    weights: str = "auto"  # the DiT's weight set in a training checkpoint: auto | generator | generator_ema
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ def _generate(valid: ValidatedRequest, options: RunOptions, image, device, cp, s
         overlap_decode=options.overlap_decode,
         rope=valid.rope,
         fp8_linear=options.fp8_linear,
+        weights=options.weights,
     )
     if pipe.fp8_report is not None:
         say(pipe.fp8_report.summary())
@@ -198,7 +200,8 @@ def _generate(valid: ValidatedRequest, options: RunOptions, image, device, cp, s
     say(
         f"models loaded in {time.perf_counter() - t0:.2f} s "
         f"(cuda graphs {'on' if pipe.cuda_graphs else 'off'}, compile {'on' if pipe.compiled else 'off'}, "
-        f"decode overlap {'on' if pipe.overlap_decode else 'off'})"
+        f"decode overlap {'on' if pipe.overlap_decode else 'off'}; DiT weights: "
+        f"{getattr(pipe.dit, 'weight_set', '?')})"
     )
     noise = {} if valid.noise is None else {"noise": valid.noise}
     pipe.initialize_cache(

@@ -4,7 +4,7 @@ input and a description on every node (the V3 ``comfy_api.latest`` route)."""
 import json
 
 import pytest
-from workflow_files import NAMES, WORKFLOWS, ui_graph
+from workflow_files import TEMPLATES, WORKFLOWS, ui_graph
 
 COMBO = "COMBO"
 
@@ -15,7 +15,7 @@ EXPECTED = {
             "compile": "BOOLEAN", "cuda_graphs": "BOOLEAN", "download": "BOOLEAN", "lora_name": COMBO,
             "lora_strength": "FLOAT",
         },
-        "optional": {"speed": COMBO},  # appended
+        "optional": {"weights": COMBO, "speed": COMBO},  # appended: the weight set of a training checkpoint; speed
         "outputs": ["WANSTREAM_DIT"],
     },
     "WanStreamLoadVAE": {
@@ -139,13 +139,13 @@ def test_template_browser_lists_the_ui_workflows(comfy_server):
     client = comfy_server.client()
     templates = client.get("/workflow_templates")
     assert sorted(templates["ComfyUI-Wan-Stream"]) == sorted(
-        NAMES
+        TEMPLATES
     )  # API twins (workflows/api/) are not listed
     served = client.get("/api/workflow_templates/ComfyUI-Wan-Stream/t2v_self_forcing_1.3b.json")
     served = json.loads(served) if isinstance(served, bytes) else served
     assert served == ui_graph("t2v_self_forcing_1.3b")
     # the thumbnail the template browser asks for beside each template (<name>.jpg)
-    for name in NAMES:
+    for name in TEMPLATES:
         jpg = client.get(f"/api/workflow_templates/ComfyUI-Wan-Stream/{name}.jpg")
         assert isinstance(jpg, bytes) and jpg[:3] == b"\xff\xd8\xff", name  # a JPEG
         assert jpg == (WORKFLOWS / f"{name}.jpg").read_bytes()

@@ -20,6 +20,7 @@ EXPECTED = {
     "i2v_wan2.1_14b_480p": (9, (64, 64), 1, 40),  # base Wan2.1 I2V: whole video, 40 Euler steps
     "ti2v_wan2.2_5b": (9, (64, 64), 1, 50),  # Wan2.2 TI2V 5B: whole video, 50 Euler steps
     "long_video_prompt_switch": (69, (64, 64), 6, 4),  # LongLive, 18 latent frames, switches at chunks 2, 4
+    "ti2v_longlive2_5b_ar": (61, (64, 64), 2, 4),  # LongLive 2.0 AR TI2V 5B: 2 chunks of 8, UniPC 4 steps
 }
 
 

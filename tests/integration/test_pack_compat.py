@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from comfy_versions import MIN_COMFYUI, version_tuple
 from PIL import Image
-from workflow_files import NAMES, WORKFLOWS
+from workflow_files import TEMPLATES, WORKFLOWS
 
 ROOT = Path(__file__).resolve().parents[2]
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
@@ -136,8 +136,8 @@ def test_templates_come_from_one_folder_each_with_its_thumbnail():
     ``workflows/`` (the product's folder) exists (a second one would list each template twice)."""
     for other in ("example", "examples", "workflow", "example_workflows"):
         assert not (ROOT / other).exists(), other
-    assert sorted(p.stem for p in WORKFLOWS.glob("*.json")) == sorted(NAMES)
-    for name in NAMES:
+    assert sorted(p.stem for p in WORKFLOWS.glob("*.json")) == sorted(TEMPLATES)
+    for name in TEMPLATES:
         with Image.open(WORKFLOWS / f"{name}.jpg") as im:
             assert im.format == "JPEG" and im.size == (1024, 768)
             colors = im.convert("L").getextrema()

@@ -8,7 +8,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / "workflows"
-NAMES = ["t2v_self_forcing_1.3b", "i2v_wan2.1_14b_480p", "ti2v_wan2.2_5b", "long_video_prompt_switch"]
+NAMES = [
+    "t2v_self_forcing_1.3b",
+    "i2v_wan2.1_14b_480p",
+    "ti2v_wan2.2_5b",
+    "long_video_prompt_switch",
+    "ti2v_longlive2_5b_ar",
+]
+LIVE = "live_stream_self_forcing"  # runs until stopped: tested by test_comfy_live*.py, not with NAMES
+TEMPLATES = [*NAMES, LIVE]  # every UI workflow in workflows/
 
 # Widget values the tests change so that the tiny models run in seconds on a CPU: video size and
 # length (the tiny models keep the real strides and chunk sizes), and the prompt-switch chunks of
@@ -18,6 +26,8 @@ TINY_OVERRIDES: dict[str, dict[str, dict]] = {
     "t2v_self_forcing_1.3b": {"6": {**TINY_SIZE, "frames": 21}},  # 6 latent frames = 2 chunks of 3
     "i2v_wan2.1_14b_480p": {"6": {"frames": 9}},  # size comes from the 64x64 start image
     "ti2v_wan2.2_5b": {"6": {"frames": 9}},
+    "ti2v_longlive2_5b_ar": {"6": {"frames": 61}},  # 16 latent frames = 2 chunks of 8 (LongLive 2.0)
+    LIVE: {"6": {**TINY_SIZE}},
     "long_video_prompt_switch": {
         # 18 latent frames = 6 chunks: more than LongLive's sink + window, so the cache rolls
         "6": {**TINY_SIZE, "frames": 69},

@@ -123,3 +123,28 @@ def strip_prefix(keys: list[str]) -> tuple[str, str]:
 
 def is_diffusers(keys: list[str]) -> bool:
     return any(k.startswith("condition_embedder.") or ".attn1.to_q." in k for k in keys)
+
+
+# -- weight sets of training checkpoints -----------------------------------------------------------------
+# Training checkpoints of the causal families hold several weight sets side by side: ``generator`` (the
+# trained weights), ``generator_ema`` (their EMA) and ``critic`` (the DMD fake score, not a generator).
+# Which set the official inference loads differs per family (see ``RolloutPreset.weight_set``).
+WEIGHT_SETS = ("generator", "generator_ema")
+WEIGHT_CHOICES = ("auto", *WEIGHT_SETS)
+# other wrappers around a single state dict (not a choice: a file holds at most one of them)
+_SINGLE_WRAPPERS = ("state_dict", "model_state_dict", "module", "model", "ema")
+
+
+def weight_set_wrappers(weights: str, prefer: str = "generator_ema") -> tuple[str, ...]:
+    """Wrapper keys to look inside a training dict, in order of preference, for a weight-set choice.
+
+    ``"auto"``: the ``prefer``red set when the file has it, else the other one; an explicit set alone (the
+    loader refuses a file that holds weight sets but not the requested one); then the single-state-dict
+    wrappers."""
+    if weights not in WEIGHT_CHOICES:
+        raise ValueError(f"weight set must be one of {list(WEIGHT_CHOICES)}, got {weights!r}")
+    if prefer not in WEIGHT_SETS:
+        raise ValueError(f"preferred weight set must be one of {list(WEIGHT_SETS)}, got {prefer!r}")
+    if weights == "auto":
+        return (prefer, *(w for w in WEIGHT_SETS if w != prefer), *_SINGLE_WRAPPERS)
+    return (weights, *_SINGLE_WRAPPERS)

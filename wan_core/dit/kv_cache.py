@@ -326,6 +326,45 @@ class RollingKVCache:
     def _upload(self, values: list[int]) -> torch.Tensor:  # -> [len(values)] long on self.device
         return upload_to_device(values, self.device)
 
+    # -- EMA sink (Reward Forcing) ---------------------------------------------------------------
+    def frames_to_evict(self, frame_start: int, n: int) -> list[int]:
+        """The window frames the chunk ``[frame_start, frame_start + n)`` will overwrite (oldest first);
+        host bookkeeping, read before ``plan_chunk`` of a new chunk. Empty for a re-run or frame 0."""
+        if frame_start == 0 or frame_start != self.chunk_end:
+            return []
+        out = []
+        for f in range(frame_start, frame_start + n):
+            old = self.slot_frame[self.slot_of(f)]
+            if old >= self.sink_frames and old != f:
+                out.append(old)
+        return sorted(out)
+
+    def blend_into_sinks(self, frames: list[int], alpha: float, cos: torch.Tensor, sin: torch.Tensor) -> None:
+        """Reward Forcing's EMA sink: every layer's sink K/V take in the K/V of the window ``frames``
+        (about to be evicted). As many frames as the sink: ``sink = alpha * sink + (1 - alpha) * evicted``;
+        fewer: they replace the sink's first frames. Keys blend un-roped: the window keys (stored roped at
+        their absolute frame) are rotated back with ``cos`` / ``sin`` of those frames
+        (``[1, len(frames) * frame_tokens, 1, head_dim / 2]``) into the sinks' un-roped copy. Relative
+        RoPE with sinks only."""
+        if not frames:
+            return
+        if self.rope != "relative" or not self.sink_frames:
+            raise ValueError("an EMA sink needs a relative-RoPE cache with sink frames")
+        ft, s = self.frame_tokens, self.sink_frames
+        slots = [self.slot_of(f) for f in frames]
+        index = upload_to_device([sl * ft + j for sl in slots for j in range(ft)], self.device)
+        a = self.capacity_tokens  # the sinks' un-roped keys
+        m = min(len(frames), s) * ft
+        for k, v in zip(self.k, self.v):
+            k_raw = apply_rope(k.index_select(1, index), cos, -sin)  # [B, e * ft, heads, hd]
+            v_old = v.index_select(1, index)
+            if len(frames) == s:
+                k[:, a : a + m] = alpha * k[:, a : a + m] + (1 - alpha) * k_raw
+                v[:, :m] = alpha * v[:, :m] + (1 - alpha) * v_old
+            else:
+                k[:, a : a + m] = k_raw[:, :m]
+                v[:, :m] = v_old[:, :m]
+
     # -- device-side views used by the forward ----------------------------------------------------
     def write_index(self, n: int) -> torch.Tensor:  # [n * frame_tokens] token slots of the chunk
         return self._write_index[n]

@@ -2,8 +2,8 @@
 
 Formats are detected from the keys (see ``keymap``): official (bare keys, single file or sharded folder
 with ``diffusion_pytorch_model.safetensors.index.json``), ComfyUI repackaged (``model.diffusion_model.``),
-training wrappers (``model.``: Self-Forcing / CausVid ``.pt`` dicts with ``generator_ema`` preferred,
-Krea realtime 14B safetensors), diffusers ``WanTransformer3DModel``. Weights may be fp32 / bf16 / fp16,
+training wrappers (``model.``: Self-Forcing / CausVid / LongLive ``.pt`` dicts holding the weight sets
+``generator`` and ``generator_ema``, chosen by ``weights``; Krea realtime 14B safetensors), diffusers ``WanTransformer3DModel``. Weights may be fp32 / bf16 / fp16,
 plain fp8 (e4m3fn / e5m2) or fp8 "scaled" (legacy ``scale_weight`` + ``scaled_fp8`` marker, or new
 ``weight_scale`` / ``input_scale`` / ``comfy_quant``): fp8 Linear weights stay fp8 in
 ``ScaledFP8Linear`` with their scale.
@@ -29,10 +29,18 @@ from ..file_format import PICKLE, SAFETENSORS, TORCH_ZIP, sniff
 from ..memory import DIT_LOAD_FIXES, describe_load, explain_oom
 from ..quant import is_fp8, split_quant_keys, swap_fp8_linears
 from .config import WanDiTConfig, config_from_shapes, preset_name_for, unsupported_family
-from .keymap import BUNDLED_PREFIXES, diffusers_to_official, is_diffusers, strip_prefix
+from .keymap import (
+    BUNDLED_PREFIXES,
+    WEIGHT_CHOICES,
+    WEIGHT_SETS,
+    diffusers_to_official,
+    is_diffusers,
+    strip_prefix,
+    weight_set_wrappers,
+)
 from .model import DualExpertDiT, WanDiT
 
-__all__ = ["DiTLoadPlan", "plan_dit_load", "build_meta_dit", "load_dit", "A14B_SUBFOLDERS"]
+__all__ = ["DiTLoadPlan", "plan_dit_load", "build_meta_dit", "load_dit", "weight_set_of", "A14B_SUBFOLDERS"]
 
 WHAT = "Load Wan DiT"
 A14B_SUBFOLDERS = ("high_noise_model", "low_noise_model")  # official Wan2.2 A14B folder
@@ -154,15 +162,51 @@ def _container(path: Path) -> str:
     return labels.get(found.kind, found.what)
 
 
-def _open(path: Path) -> Checkpoint:
+def _open(path: Path, weights: str = "auto", prefer: str = "generator_ema") -> Checkpoint:
     try:
-        ck = open_checkpoint(path)
+        ck = open_checkpoint(path, weight_set_wrappers(weights, prefer))
     except CheckpointError as e:
+        if weights != "auto":  # a training dict without the requested set: name the sets it holds
+            held = _held_weight_sets(path)
+            if held:
+                raise CheckpointError(
+                    f"{WHAT}: {path} holds the weight set(s) {held}, not {weights!r}. Choose weights "
+                    f"{' / '.join(repr(w) for w in held)} or 'auto'."
+                ) from None
         raise CheckpointError(
             f"{WHAT}: cannot read {path} (format: {_container(path)}; expected a Wan DiT checkpoint): {e}"
         ) from e
     expect_kind(ck, "wan_dit", WHAT)
+    if weights != "auto" and not ck.source.startswith(f"['{weights}']"):
+        raise CheckpointError(
+            f"{WHAT}: {path} holds one set of weights ({ck.source or 'top level'}), not a training "
+            f"checkpoint with {' / '.join(WEIGHT_SETS)}; weights {weights!r} does not apply: choose 'auto'."
+        )
     return ck
+
+
+def _held_weight_sets(path: Path) -> list[str]:
+    """The weight sets a training dict holds (read through the auto order: generator_ema, generator)."""
+    try:
+        source = open_checkpoint(path, weight_set_wrappers("auto")).source
+    except CheckpointError:
+        return []
+    held = [w for w in WEIGHT_SETS if source.startswith(f"['{w}']")]
+    if held == ["generator_ema"]:  # auto found the EMA set; the file may hold the other one too
+        try:
+            if open_checkpoint(path, ("generator",)).source.startswith("['generator']"):
+                held.append("generator")
+        except CheckpointError:
+            pass
+    return held
+
+
+def weight_set_of(ck: Checkpoint) -> str:
+    """The weight set a checkpoint was read from, for the load message."""
+    for w in WEIGHT_SETS:
+        if ck.source.startswith(f"['{w}']"):
+            return w
+    return "the file's only set"
 
 
 def _head_dim_from_config(path: Path) -> int:
@@ -224,8 +268,16 @@ def _scale_reader(ck: Checkpoint, key: str) -> Callable[[], torch.Tensor]:
     return read
 
 
-def _load_single(path: Path, dtype: torch.dtype | None, device, backend: str, head_dim: int | None) -> WanDiT:
-    ck = _open(path)
+def _load_single(
+    path: Path,
+    dtype: torch.dtype | None,
+    device,
+    backend: str,
+    head_dim: int | None,
+    weights: str = "auto",
+    prefer: str = "generator_ema",
+) -> WanDiT:
+    ck = _open(path, weights, prefer)
     shapes = ck.shapes()
     dtypes = {k: ck.dtype(k) for k in ck.keys()}
     family = unsupported_family([k.split("diffusion_model.")[-1].removeprefix("model.") for k in shapes])
@@ -269,7 +321,10 @@ def _load_single(path: Path, dtype: torch.dtype | None, device, backend: str, he
     except CheckpointError as e:
         raise CheckpointError(f"{WHAT}: {e}") from e
     model.attn_backend = backend
-    model.load_format = plan.format
+    model.weight_set = weight_set_of(ck)
+    model.load_format = (
+        plan.format if ck.source in ("", "top level") else f"{plan.format}, weights {ck.source}"
+    )
     return model.eval()
 
 
@@ -288,6 +343,8 @@ def load_dit(
     device: str | torch.device = "cpu",
     attention: str = "auto",
     head_dim: int | None = None,
+    weights: str = "auto",
+    prefer: str = "generator_ema",
 ) -> WanDiT | DualExpertDiT:
     """Load a Wan DiT from a file or folder; Wan2.2 A14B from two files (high-noise, low-noise; told
     apart by 'high'/'low' in their names, else in that order), a folder holding ``high_noise_model/``
@@ -295,7 +352,16 @@ def load_dit(
     ``transformer_2/`` = low noise, ``boundary_ratio`` from ``model_index.json``). ``dtype=None`` keeps the file's main float dtype (fp8 weights stay fp8
     either way). ``attention``: "auto" | "sdpa" | "sage" | "flash", resolved once here.
     ``head_dim``: only for non-released sizes (every Wan release uses 128; a ``config.json`` next to
-    the weights is read when present)."""
+    the weights is read when present).
+    ``weights``: the weight set of a training checkpoint holding several (``generator`` /
+    ``generator_ema``); "auto" takes ``prefer`` when the file holds it, else the other set, and any file
+    with a single set as it is (callers that know the model family pass its official set as ``prefer``:
+    ``RolloutPreset.weight_set``). An explicit set a file does not hold is refused, naming the sets it
+    holds. ``model.weight_set`` tells which was read."""
+    if weights not in WEIGHT_CHOICES:
+        raise ValueError(f"{WHAT}: weights must be one of {list(WEIGHT_CHOICES)}, got {weights!r}")
+    if prefer not in WEIGHT_SETS:
+        raise ValueError(f"{WHAT}: prefer must be one of {list(WEIGHT_SETS)}, got {prefer!r}")
     backend = resolve_backend(attention, device)
     boundary = None
     if isinstance(path_or_paths, (str, os.PathLike)):
@@ -309,16 +375,16 @@ def load_dit(
         if paths is None:
             if path.is_dir() and (path / "transformer").is_dir() and not any(path.glob("*.safetensors")):
                 path = path / "transformer"  # diffusers pipeline folder, one transformer
-            return _load_single(path, dtype, device, backend, head_dim)
+            return _load_single(path, dtype, device, backend, head_dim, weights, prefer)
     else:
         paths = [Path(p) for p in path_or_paths]
         if len(paths) == 1:
-            return _load_single(paths[0], dtype, device, backend, head_dim)
+            return _load_single(paths[0], dtype, device, backend, head_dim, weights, prefer)
         if len(paths) != 2:
             raise CheckpointError(f"{WHAT}: give one DiT file/folder, or two for A14B; got {len(paths)}")
     high_path, low_path = _expert_paths(paths)
-    high = _load_single(high_path, dtype, device, backend, head_dim)
-    low = _load_single(low_path, dtype, device, backend, head_dim)
+    high = _load_single(high_path, dtype, device, backend, head_dim, weights, prefer)
+    low = _load_single(low_path, dtype, device, backend, head_dim, weights, prefer)
     if high.config != low.config:
         raise CheckpointError(
             f"{WHAT}: {high_path} and {low_path} are different models ({high.config.model_type} vs "
@@ -326,7 +392,9 @@ def load_dit(
         )
     if boundary is None:
         boundary = 0.9 if high.config.model_type == "i2v" else 0.875
-    return DualExpertDiT(high, low, boundary)
+    dual = DualExpertDiT(high, low, boundary)
+    dual.weight_set = high.weight_set
+    return dual
 
 
 def _boundary_from_model_index(folder: Path) -> float | None:

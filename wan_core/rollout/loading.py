@@ -59,12 +59,15 @@ def build_pipeline(
     vae_dtype: torch.dtype | None = None,
     decoder: str = "vae",
     attention: str = "auto",
+    weights: str = "auto",
     **pipeline_kw,
 ) -> StreamingPipeline:
     """Load the models of ``files`` (from ``resolve_files``) and return the pipeline.
 
     ``dtype``: DiT compute dtype (default bf16 on CUDA, fp32 on CPU); ``vae_dtype`` likewise.
     ``pipeline_kw`` go to ``StreamingPipeline`` (cuda_graphs, compile, rope, progress, interrupt, ...).
+    ``weights``: the DiT's weight set ("auto": the preset's official one, ``RolloutPreset.weight_set``,
+    where the file holds several).
     """
     from wan_core.dit.loader import load_dit
     from wan_core.vae import EncoderOnDevice, load_taehv, load_vae, rollout_decoder
@@ -75,7 +78,12 @@ def build_pipeline(
     vae_dtype = vae_dtype or (torch.bfloat16 if cuda else torch.float32)
     dit_paths = [files["dit"]] + ([files["dit_low_noise"]] if "dit_low_noise" in files else [])
     dit = load_dit(
-        dit_paths if len(dit_paths) > 1 else dit_paths[0], dtype=dtype, device=device, attention=attention
+        dit_paths if len(dit_paths) > 1 else dit_paths[0],
+        dtype=dtype,
+        device=device,
+        attention=attention,
+        weights=weights,
+        prefer=preset.weight_set,
     )
     if "lora" in files:
         from .lora import merge_lora

@@ -26,7 +26,6 @@ from .noise import as_noise_source, chunk_seed
 from .pipeline_memory import PipelineMemory
 from .presets import DEFAULT_NEGATIVE_PROMPT, RolloutPreset
 from .prompt import make_prompt
-from .request import VideoRequest
 from .runner import PipelineRunner, RolloutInterrupted, release_after_oom
 from .schemes import SchemeOptions, scheme_for
 from .state import ChunkResult, RolloutState
@@ -147,29 +146,16 @@ class StreamingPipeline(PipelineMemory):
 
     def _start_video(
         self, prompts, image: torch.Tensor | None = None, *, height: int | None = None, width: int | None = None,
-        num_frames: int | None = None, num_chunks: int | None = None, seed: int | None = None,
+        num_frames: int | None = None, num_chunks: int | None = None, seed: int = 0,
         negative_prompt=None, prompt_switches: dict[int, object] | None = None, image_mode: str | None = None,
         noise=None,
     ) -> RolloutState:  # fmt: skip
         """``prompts``: strings (one per batch element) or embeddings ``[B, L, 4096]``; ``image``:
         ``[B, 3, H, W]`` in [-1, 1] (I2V / TI2V); ``num_frames`` (pixel) or ``num_chunks``; neither =
         endless (chunked schemes). ``prompt_switches``: {chunk: prompts}. ``noise``: None (seeded from
-        ``seed``, default 0) or a noise source (``noise.py``: ``TensorNoise``, ``CallableNoise``, a
-        callable). Checked first by the one request validation (``request.VideoRequest``)."""
+        ``seed``) or a noise source (``noise.py``: ``TensorNoise``, ``CallableNoise``, a
+        callable). The CLI, the nodes and ``wan_core.api`` check the whole request first (``request.py``)."""
         scheme = self.scheme
-        valid = self._validate_request(
-            prompts,
-            image,
-            height,
-            width,
-            num_frames,
-            num_chunks,
-            seed,
-            negative_prompt,
-            prompt_switches,
-            noise,
-        )
-        height, width, seed = valid.height, valid.width, valid.seed
         video = self._plan_video(height, width, num_frames, num_chunks)
         cond, clip_fea = image_condition(
             self.preset, self.experts[0].config, image, image_mode, vae=self.vae, clip_vision=self.clip_vision,
@@ -198,21 +184,6 @@ class StreamingPipeline(PipelineMemory):
         scheme.start(video, state, cache)
         self.state = state
         return state
-
-    def _validate_request(
-        self, prompts, image, height, width, frames, chunks, seed, negative, switches, noise
-    ):
-        """The same rules as the command line and the nodes (``VideoRequest.validate``, Python words)."""
-        endless = frames is None and chunks is None and not self.scheme.whole_video
-        request = VideoRequest(
-            self.preset, prompt=prompts, width=width, height=height, frames=frames, chunks=chunks,
-            endless=endless, seed=seed, noise=noise, rope=self.rope, prompt_switches=switches or None,
-            image=image, negative_prompt=negative,
-        )  # fmt: skip
-        valid = request.validate(self.preset, self.experts[0].config, check_output=False)
-        for warning in valid.warnings:
-            log.warning("%s", warning)
-        return valid
 
     def _reuse_cache(self, cls: type, spec: dict):
         """The previous video's KV cache, its bookkeeping reset, when ``cls(**spec)`` would build the same

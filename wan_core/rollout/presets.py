@@ -17,6 +17,9 @@ Sources (configs of each project, read from their public repos; see FACTS.md sec
 | wan2.1-i2v-14b-480p (base) | Euler 40 steps | - | 3 | whole video | CLIP + mask + image latent, CFG 5 |
 | wan2.2-ti2v-5b (base) | Euler 50 steps | - | 5 | whole video | first latent clean, t=0 tokens, CFG 5 |
 | wan2.2-t2v-a14b / i2v-a14b | Euler 40 steps | - | 12 / 5 | whole video | two experts, boundary 0.875 / 0.9 |
+| causal-forcing-pp-2step / -1step-1.3b | 1000 500 / 1000 (chunk 0: 1000 750 500 250) | yes | 5 | 1 | 21 frames |
+| reward-forcing-1.3b | 1000 750 500 250 | yes | 5 | 3 | sink 3 + window 6, EMA sink (alpha 0.999), relative RoPE |
+| longlive2-5b (TI2V 5B) | UniPC 4 steps (t 999 937 833 624) | - | 5 | 8 | sink 8 + window 24, absolute RoPE |
 
 Notes. Rolling Forcing (TencentARC/RollingForcing @a1477d0) denoises a window of 5 chunks jointly at
 staggered noise levels (``sampler="rolling_forcing"``, ``schemes/rolling_forcing.py``). Krea realtime (krea-ai/realtime-video @acf4b7b, ``release_server.py``) rebuilds the
@@ -35,10 +38,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from wan_core.dit.keymap import WEIGHT_SETS
+
 from .model_files import ModelFile
 from .schedulers import EulerSchedule, FewStepSchedule
+from .schemes.unipc_solver import UniPCSchedule
 
-__all__ = ["RolloutPreset", "PRESETS", "get_preset", "DEFAULT_NEGATIVE_PROMPT"]
+__all__ = [
+    "RolloutPreset",
+    "PRESETS",
+    "get_preset",
+    "DEFAULT_NEGATIVE_PROMPT",
+    "official_weight_set",
+]
 
 # Our own default negative prompt for CFG with base Wan checkpoints (user-overridable).
 DEFAULT_NEGATIVE_PROMPT = (
@@ -132,9 +144,13 @@ class RolloutPreset:
     lora: ModelFile | None = None  # merged into the DiT at load (LongLive)
     # sampling
     # "few_step" (AR, chunk by chunk) | "rolling_forcing" (AR, a window of chunks at staggered noise levels,
-    # schemes/rolling_forcing.py) | "euler_cfg" (bidirectional, one chunk)
+    # schemes/rolling_forcing.py) | "euler_cfg" (bidirectional, one chunk) | "unipc" (AR, chunk by chunk,
+    # each chunk solved by multistep UniPC: LongLive 2.0, schemes/causal_unipc.py; ``schedule`` is then a
+    # ``UniPCSchedule``)
     sampler: str = "few_step"
-    schedule: FewStepSchedule | None = None
+    schedule: FewStepSchedule | UniPCSchedule | None = None
+    # few_step: chunk 0's own step list (Causal Forcing++ 1 / 2-step: the first chunk takes 4 steps)
+    first_chunk_schedule: FewStepSchedule | None = None
     euler: EulerSchedule | None = None
     guidance_scale: float = 1.0  # CFG (euler_cfg); for dual expert: the low-noise expert's scale
     guidance_scale_high: float | None = None  # dual expert: high-noise expert's CFG scale
@@ -150,6 +166,12 @@ class RolloutPreset:
     # frame) | "first_frame" (Krea ``keep_first_frame``: latent frame 0). See schemes/kv_recompute.py.
     kv_recompute_frames: int = 0
     kv_recompute_anchor: str = "reencode"
+    # Reward Forcing's EMA sink: > 0 = the rate alpha with which the sink's K/V take in the frames evicted
+    # from the window (sink = alpha * sink + (1 - alpha) * evicted; schemes/ema_sink.py); 0 = a fixed sink
+    sink_ema: float = 0.0
+    # the weight set of a training checkpoint (``generator`` / ``generator_ema``) the family's official
+    # inference loads; Load Wan DiT / ``--weights auto`` prefer it (``load_dit(prefer=...)``)
+    weight_set: str = "generator_ema"
     image_stamp: str = "none"  # "none" | "mask_inject" | "clean_t0" (TI2V) | "concat_y" (I2V 14B)
     # the rollout scheme by its registered name (``rollout/schemes``); None: the published one, derived
     # from ``sampler`` and ``kv_recompute_frames`` (see ``scheme``)
@@ -172,8 +194,16 @@ class RolloutPreset:
             raise ValueError(f"{self.name}: euler_cfg sampler needs an EulerSchedule")
         if self.sampler == "rolling_forcing" and self.schedule is None:
             raise ValueError(f"{self.name}: rolling_forcing sampler needs a FewStepSchedule")
-        if self.sampler not in ("few_step", "euler_cfg", "rolling_forcing"):
+        if (self.sampler == "unipc") != isinstance(self.schedule, UniPCSchedule):
+            raise ValueError(f"{self.name}: the unipc sampler (and only it) takes a UniPCSchedule")
+        if self.sampler not in ("few_step", "euler_cfg", "rolling_forcing", "unipc"):
             raise ValueError(f"{self.name}: unknown sampler {self.sampler!r}")
+        if self.first_chunk_schedule is not None and self.sampler != "few_step":
+            raise ValueError(f"{self.name}: first_chunk_schedule is for the few_step sampler")
+        if self.sink_ema and not (0.0 < self.sink_ema < 1.0 and self.sink_frames > 0):
+            raise ValueError(f"{self.name}: an EMA sink needs 0 < sink_ema < 1 and sink_frames > 0")
+        if self.weight_set not in WEIGHT_SETS:
+            raise ValueError(f"{self.name}: weight_set must be one of {WEIGHT_SETS}, got {self.weight_set!r}")
         if self.kv_recompute_frames:
             if self.kv_recompute_frames < 2 or self.kv_recompute_anchor not in ("reencode", "first_frame"):
                 raise ValueError(
@@ -192,7 +222,7 @@ class RolloutPreset:
 
     @property
     def is_autoregressive(self) -> bool:
-        return self.sampler in ("few_step", "rolling_forcing")
+        return self.sampler in ("few_step", "rolling_forcing", "unipc")
 
     @property
     def scheme(self) -> str:
@@ -203,6 +233,10 @@ class RolloutPreset:
             return "bidirectional"
         if self.sampler == "rolling_forcing":
             return "rolling_forcing"
+        if self.sampler == "unipc":
+            return "causal_unipc"
+        if self.sink_ema:
+            return "ema_sink"
         return "kv_recompute" if self.kv_recompute_frames else "causal"
 
     def files(self, decoder: str = "vae") -> list[ModelFile]:
@@ -280,6 +314,75 @@ WAN22_T2V_A14B = replace(
     boundary=0.875,
 )
 
+# Causal Forcing++ (thu-ml/Causal-Forcing @1fc7bbc, configs/causal_forcing_dmd_framewise_{2,1}step.yaml):
+# frame-wise (1 latent frame per chunk), warped steps [1000, 500] / [1000] at shift 5, and
+# ``denoising_step_list_first_chunk`` [1000, 750, 500, 250] for chunk 0; full attention over 21 frames
+# (no local_attn_size); README runs both with --use_ema (generator_ema).
+CAUSAL_FORCING_PP_2STEP = replace(
+    SELF_FORCING,
+    name="causal-forcing-pp-2step-1.3b",
+    description="Causal Forcing++ frame-wise 2-step (Wan2.1 T2V 1.3B; the first frame takes 4 steps)",
+    dit=_dit(
+        "causal_forcing_pp_framewise_2step.pt",
+        "zhuhz22/Causal-Forcing",
+        "causal-forcing++/framewise-2step.pt",
+    ),
+    schedule=FewStepSchedule(steps=(1000, 500), shift=5.0, warp=True),
+    first_chunk_schedule=_SF_STEPS,
+    frames_per_chunk=1,
+)
+
+# Reward Forcing (JaydenLyh/Reward-Forcing @4317f5a, configs/reward_forcing.yaml, wan/modules/causal_model.py):
+# Self-Forcing's 4 warped steps at shift 5, chunks of 3; local_attn_size 9 + sink_size 3 = sink 3 + window 6;
+# keys cached un-roped and roped relative to the cache at attention time (relative RoPE); when a chunk evicts
+# as many window tokens as the sink holds, the sink K/V become 0.999 * sink + 0.001 * evicted
+# (``compression_alpha``; fewer evicted tokens are copied over the sink's first ones). The released
+# ``rewardforcing.pt`` is a bare generator state dict (inference.py loads it whole).
+REWARD_FORCING = replace(
+    SELF_FORCING,
+    name="reward-forcing-1.3b",
+    description="Reward Forcing (Wan2.1 T2V 1.3B, 4 steps, chunks of 3): sink 3 + window 6, EMA sink",
+    dit=_dit("rewardforcing.pt", "JaydenLu666/Reward-Forcing-T2V-1.3B", "rewardforcing.pt"),
+    window_frames=6,
+    sink_frames=3,
+    sink_ema=0.999,
+)
+
+# LongLive 2.0 5B (NVlabs/LongLive @7860ad9, configs/inference.yaml / inference_i2v.yaml,
+# pipeline/causal_diffusion_inference.py): causal Wan2.2 TI2V 5B, chunks of 8 latent frames, each solved by
+# FlowUniPCMultistepScheduler with 4 steps at shift 5 (no CFG: guidance 1.0), then a clean context pass at
+# t = 0; local_attn_size 32 with sink_size 8 = sink 8 + window 24, absolute RoPE (use_relative_rope off);
+# 128 latent frames at 704x1280, 24 fps; use_ema: false. I2V: the image latent replaces latent 0 of the
+# first chunk before and after every step, its timestep 0. ``model_bf16.pt`` is the merged (LoRA folded)
+# BF16 generator; the NVFP4 files (TransformerEngine / FourOverSix) are not supported.
+LONGLIVE2_5B = RolloutPreset(
+    name="longlive2-5b",
+    description="LongLive 2.0 (Wan2.2 TI2V 5B, causal): chunks of 8 latent frames, UniPC 4 steps, sink 8 + window 24",
+    task="ti2v",
+    dit=_dit(
+        "longlive2_5b_bf16.pt",
+        "Efficient-Large-Model/LongLive-2.0-5B",
+        "model_bf16.pt",
+        "10 GB",
+        alts=("model_bf16.pt",),
+    ),
+    vae=VAE22,
+    taehv=TAEW22,
+    sampler="unipc",
+    schedule=UniPCSchedule(num_steps=4, shift=5.0),
+    frames_per_chunk=8,
+    window_frames=24,
+    sink_frames=8,
+    image_stamp="clean_t0",
+    height=704,
+    width=1280,
+    fps=24,
+    default_frames=509,  # 128 latent frames
+    latent_channels=48,
+    vae_stride=(4, 16, 16),
+    weight_set="generator",
+)
+
 _presets = [
     SELF_FORCING,
     replace(
@@ -307,6 +410,7 @@ _presets = [
         window_frames=9,  # LongLive local_attn_size 12 = sink 3 + window 9 (window counts the current chunk)
         sink_frames=3,
         default_frames=477,  # longlive_inference.yaml num_output_frames 120 latent frames
+        weight_set="generator",  # longlive_inference.yaml use_ema: false
     ),
     replace(
         SELF_FORCING,
@@ -321,6 +425,7 @@ _presets = [
         name="causal-forcing-chunkwise-1.3b",
         description="Causal Forcing chunk-wise (Wan2.1 T2V 1.3B, 4 steps, chunks of 3 latent frames)",
         dit=_dit("causal_forcing_chunkwise.pt", "zhuhz22/Causal-Forcing", "chunkwise/causal_forcing.pt"),
+        weight_set="generator",  # README: the chunk-wise command runs inference.py without --use_ema
     ),
     replace(
         SELF_FORCING,
@@ -344,6 +449,20 @@ _presets = [
         window_frames=6,  # Krea cache: kv_cache_num_frames 3 + num_frame_per_block 3
         kv_recompute_frames=3,
     ),
+    CAUSAL_FORCING_PP_2STEP,
+    replace(
+        CAUSAL_FORCING_PP_2STEP,
+        name="causal-forcing-pp-1step-1.3b",
+        description="Causal Forcing++ frame-wise 1-step (Wan2.1 T2V 1.3B; the first frame takes 4 steps)",
+        dit=_dit(
+            "causal_forcing_pp_framewise_1step.pt",
+            "zhuhz22/Causal-Forcing",
+            "causal-forcing++/framewise-1step.pt",
+        ),
+        schedule=FewStepSchedule(steps=(1000,), shift=5.0, warp=True),
+    ),
+    REWARD_FORCING,
+    LONGLIVE2_5B,
     WAN21_T2V,
     replace(
         WAN21_T2V,
@@ -404,6 +523,16 @@ _presets = [
 ]
 
 PRESETS: dict[str, RolloutPreset] = {p.name: p for p in _presets}
+
+
+def official_weight_set(file_name: str) -> str | None:
+    """The weight set the official inference of the family whose DiT file is ``file_name`` loads (by the
+    file's name, as a preset names it or its alternatives); None for a file no preset names."""
+    base = file_name.replace("\\", "/").rsplit("/", 1)[-1]
+    for p in PRESETS.values():
+        if base == p.dit.name or base in p.dit.alternatives:
+            return p.weight_set
+    return None
 
 
 def get_preset(name: str) -> RolloutPreset:

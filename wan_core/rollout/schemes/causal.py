@@ -43,12 +43,25 @@ class CausalScheme(RolloutScheme):
         self.history: FrameHistory | None = None  # frame -> (x0, y): what a prompt switch re-encodes
         self._pending = None  # (x0, y) of the chunk generated and not finalized yet
 
+    def chunk_schedule(self, i: int):
+        """Chunk ``i``'s steps: the preset's ``schedule``, or its ``first_chunk_schedule`` for chunk 0."""
+        first = self.preset.first_chunk_schedule
+        return first if i == 0 and first is not None else self.preset.schedule
+
+    @property
+    def context_noise(self) -> float:
+        """Timestep of the clean context pass (and of a prompt switch's re-cache)."""
+        return self.preset.schedule.context_noise
+
     @property
     def noise_draws(self) -> int:
-        return len(self.preset.schedule)
+        first = self.preset.first_chunk_schedule
+        return max(len(self.preset.schedule), 0 if first is None else len(first))
 
     def total_steps(self, num_chunks):
-        return None if num_chunks is None else num_chunks * len(self.preset.schedule)
+        if num_chunks is None:
+            return None
+        return len(self.chunk_schedule(0)) + (num_chunks - 1) * len(self.preset.schedule)
 
     @property
     def cache_offset(self) -> int:
@@ -117,7 +130,7 @@ class CausalScheme(RolloutScheme):
         st, runner = self.state, self.runner
         start, n = self.video.chunk_bounds(i)
         self.before_chunk(i, start)
-        sched = self.preset.schedule
+        sched = self.chunk_schedule(i)
         timesteps, sigmas = sched.timesteps, sched.sigmas
         noise = runner.noise(i)  # [K, B, C, n, h, w]
         y = self.image_y(start, n)
@@ -139,7 +152,7 @@ class CausalScheme(RolloutScheme):
         x0, y = self._pending
         self._pending = None
         start, n = self.video.chunk_bounds(i)
-        t = self._timesteps(self.preset.schedule.context_noise, n, self._clean_first(start))
+        t = self._timesteps(self.context_noise, n, self._clean_first(start))
         if self.options.context_pass_last or i + 1 != self.video.num_chunks:  # nothing reads the last K/V
             self._run(x0, t, start, y)
         self.history.add(start, x0, y)
@@ -158,7 +171,7 @@ class CausalScheme(RolloutScheme):
         x = torch.cat([self.history[f][0] for f in frames], dim=2)
         ys = [self.history[f][1] for f in frames]
         y = None if ys[0] is None else torch.cat(ys, dim=2)
-        t = self._timesteps(self.preset.schedule.context_noise, count, self._clean_first(first))
+        t = self._timesteps(self.context_noise, count, self._clean_first(first))
         self.cache.plan_span(first - self.cache_offset, count)
         self.runner.call(self.experts[0].forward_planned, x, t, prompt.cross[0], self.cache, y)
 

@@ -1,0 +1,138 @@
+"""``python -m wan_core live``: the live stream without ComfyUI. Prompts come from standard input (one
+line = a new prompt from the next chunk, blended over ``--transition`` chunks); the video is written
+to ``--out`` as it goes (``.<name>.<pid>.partial``, renamed over ``--out`` when closed) and closed on
+end of input, ``--max-chunks`` or a first Ctrl-C / SIGTERM / SIGHUP (the frames so far kept; a second
+one aborts without a file, as ``generate``).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+__all__ = ["add_live_parser", "run_live_cli"]
+
+
+def add_live_parser(sub) -> None:
+    from wan_core.rollout.presets import PRESETS
+
+    live = sorted(n for n, p in PRESETS.items() if p.is_autoregressive)
+    p = sub.add_parser("live", help="an endless video steered by prompts on standard input")
+    p.add_argument("--preset", required=True, choices=live, metavar="PRESET", help="an autoregressive preset")
+    p.add_argument("--prompt", required=True, help="the first prompt")
+    p.add_argument("--models-dir", required=True)
+    p.add_argument("--download", action="store_true")
+    p.add_argument("--out", default="live.mp4", help=".mp4 (PyAV) or .webp")
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--decoder", choices=("vae", "taehv"), default="taehv")
+    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--max-chunks", type=int, default=None, help="stop after this many chunks (default: at EOF)"
+    )
+    p.add_argument("--transition", type=int, default=0, help="blend each new prompt in over N chunks")
+    p.add_argument("--interpolation", choices=("linear", "slerp"), default="linear")
+
+
+def _read_prompts(stream, control, transition: int, say) -> None:
+    """One line = a new prompt; end of input = stop. Refused lines are reported, the stream goes on."""
+    from .control import SteeringError
+
+    for line in stream:
+        if not line.strip():
+            continue
+        try:
+            req = control.set_prompt(line.rstrip("\r\n"), transition)
+            say(f"prompt {req.text[:60]!r} from chunk {req.applies_from_chunk + 1}", flush=True)
+        except SteeringError as e:
+            say(f"prompt refused: {e}", flush=True)
+            if e.code in ("ended", "stopping"):
+                return
+    try:
+        control.stop()
+    except SteeringError:
+        pass
+
+
+def run_live_cli(args, stdin=None, say=print) -> int:
+    import torch
+
+    from wan_core.devices import resolve_device
+    from wan_core.rollout.frame_writer import BackgroundFrameWriter
+    from wan_core.rollout.interrupts import report_stop, stop_on_signals
+    from wan_core.rollout.loading import build_pipeline, resolve_files
+    from wan_core.rollout.request import CLI_WORDS, RequestError, VideoRequest
+    from wan_core.rollout.video_io import open_video_writer
+    from wan_core.text import encode_prompts, load_tokenizer, load_umt5
+
+    from .control import LiveControl
+    from .loop import LiveLoop
+
+    valid = VideoRequest(
+        preset=args.preset, prompt=args.prompt, width=args.width, height=args.height, endless=True,
+        seed=args.seed, output=args.out,
+    ).validate(words=CLI_WORDS)  # fmt: skip
+    if args.max_chunks is not None and args.max_chunks < 1:
+        raise RequestError(
+            "chunks", args.max_chunks, "--max-chunks must be at least 1", 1, "omit it to stop at EOF",
+            "live.max_chunks", CLI_WORDS,
+        )  # fmt: skip
+    if not 0 <= args.transition <= LiveControl().limits.max_transition_chunks:
+        raise ValueError(f"--transition must be 0 .. {LiveControl().limits.max_transition_chunks}")
+    device = resolve_device(args.device, option="--device")
+    preset = valid.preset
+    files = resolve_files(preset, args.models_dir, decoder=args.decoder, download=args.download)
+    encoder = load_umt5(files["text_encoder"], device=device)  # resident: every new line is encoded at once
+    tokenizer = load_tokenizer(files["text_encoder"])
+    cache: dict[str, torch.Tensor] = {}
+
+    def encode(text: str) -> torch.Tensor:
+        if text not in cache:
+            cache[text] = encode_prompts(encoder, tokenizer, [text])[0].float()[None].to(device)
+        return cache[text]
+
+    pipe = build_pipeline(preset, files, device=device, decoder=args.decoder, rope="auto")
+    context = encode(valid.prompt)
+    pipe.start_video(context, height=valid.height, width=valid.width, seed=valid.seed)
+    try:
+        pipe.scheme.check_switch(1)
+        refusal = None
+    except ValueError as e:
+        refusal = str(e)
+        say(f"note: {refusal}; input lines are refused (end of input still stops)")
+    control = LiveControl(switch_refusal=refusal)
+    reader = threading.Thread(
+        target=_read_prompts, args=(stdin or sys.stdin, control, args.transition, say), daemon=True
+    )
+    say(
+        f"live {preset.name} {valid.width}x{valid.height} @ {valid.fps} fps -> {args.out}; one line = a new prompt"
+    )
+    start = time.perf_counter()
+    with stop_on_signals(what=str(args.out)) as stop:
+
+        def poll() -> None:
+            if stop.requested and not control.stop_requested:
+                control.stop()
+
+        with open_video_writer(args.out, valid.fps) as writer, BackgroundFrameWriter(writer) as sink:
+            loop = LiveLoop(
+                pipe, control, encode, on_chunk=sink.submit, interpolation=args.interpolation,
+                max_chunks=args.max_chunks, poll=poll,
+                on_prompt=lambda a: say(f"chunk {a.chunk + 1}: {a.text[:60]!r} weight {a.weight:.2f}", flush=True),
+            )  # fmt: skip
+            pipe.interrupt = lambda: stop.requested
+            reader.start()
+            result = loop.run(context)
+    frames = sink.frames_written
+    if stop.requested:
+        return report_stop(stop, frames, writer.path, writer.committed, say)
+    took = time.perf_counter() - start
+    if not writer.committed:
+        say(f"ended ({result.ended_by}) before the first chunk: no video written")
+        return 3
+    say(
+        f"wrote {frames} frames ({result.chunks} chunks, ended by {result.ended_by}) to {writer.path} in {took:.1f} s"
+    )
+    return 0
