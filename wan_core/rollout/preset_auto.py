@@ -3,7 +3,8 @@
 The layout (``wan_core.dit.config``: the config read from the weights) says the architecture --
 Wan2.1 T2V 1.3B / 14B, Wan2.1 I2V 14B (CLIP image cross-attention), Wan2.2 TI2V 5B (48 channels),
 Wan2.2 I2V A14B (no CLIP) -- but not the training: Self-Forcing, CausVid, LongLive, Rolling Forcing,
-Causal Forcing and base Wan 2.1 1.3B share one layout. The file name tells them apart: first the
+Causal Forcing (++), Reward Forcing and base Wan 2.1 1.3B share one layout, LongLive 2.0 and base
+Wan2.2 TI2V 5B another. The file name tells them apart: first the
 presets' own file names (``ModelFile.name`` and its alternatives), then a preset's name stem
 in the file name (``self_forcing`` in ``self_forcing_dmd_fp16.safetensors``). A name that fits no
 preset of its layout leaves the layout alone to decide; more than one candidate is an error listing
@@ -32,6 +33,10 @@ ARCHITECTURES: dict[str, str] = {
     "causal-forcing-chunkwise-1.3b": "wan2.1-t2v-1.3b",
     "causal-forcing-framewise-1.3b": "wan2.1-t2v-1.3b",
     "krea-realtime-14b": "wan2.1-t2v-14b",
+    "causal-forcing-pp-2step-1.3b": "wan2.1-t2v-1.3b",
+    "causal-forcing-pp-1step-1.3b": "wan2.1-t2v-1.3b",
+    "reward-forcing-1.3b": "wan2.1-t2v-1.3b",
+    "longlive2-5b": "wan2.2-ti2v-5b",
     "wan2.1-t2v-1.3b": "wan2.1-t2v-1.3b",
     "wan2.1-t2v-14b": "wan2.1-t2v-14b",
     "wan2.1-i2v-14b-480p": "wan2.1-i2v-14b",
