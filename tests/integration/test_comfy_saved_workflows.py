@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from workflow_files import NAMES, TINY_OVERRIDES
+from workflow_files import TINY_OVERRIDES
 
 SAVED = Path(__file__).resolve().parent / "saved_workflows" / "main_4c03527"
+NAMES = sorted(p.stem for p in (SAVED / "api").glob("*.json"))  # the workflows main @ 4c03527 shipped
 RECORD = os.environ.get("WANSTREAM_RECORD_SAVED_LATENTS") == "1"
 SAMPLER, LATENT_OUT = "6", "90"
 
