@@ -245,8 +245,43 @@ def _send(event: str, data: dict) -> None:
     server.send_sync(event, data, server.client_id)
 
 
+def send_progress_text(text: str, node_id: str | None) -> bool:
+    """The node's progress text (``PromptServer.send_progress_text``, shown on the node by current
+    front ends); False where this ComfyUI has no such call."""
+    from server import PromptServer
+
+    server = PromptServer.instance
+    send = getattr(server, "send_progress_text", None)
+    if send is None or node_id is None:
+        return False
+    send(text, node_id, server.client_id)
+    return True
+
+
+def send_progress_preview(node_id: str | None, value: int, total: int, image) -> bool:
+    """The node's preview image (a PIL image) with its progress, through ComfyUI's progress registry
+    (``comfy_execution.progress``: a ``progress_state`` message and, for front ends that read
+    preview metadata, the image shown on the node); False where this ComfyUI has no registry. Not a
+    ``ProgressBar`` update: that would send the same progress value twice."""
+    try:
+        from comfy_execution.progress import get_progress_state
+    except ImportError:
+        return False
+    if node_id is None:
+        return False
+    max_side = PREVIEW_MAX_SIDE if max(image.size) > PREVIEW_MAX_SIDE else None  # ComfyUI would upscale
+    get_progress_state().update_progress(node_id, value, total, ("JPEG", image, max_side))
+    return True
+
+
 class StepProgress:
-    """A ComfyUI progress bar over every denoising step of every chunk, plus chunk/step events."""
+    """A ComfyUI progress bar over every denoising step of every chunk, plus chunk/step events.
+
+    Every ComfyUI: the progress bar (``ProgressBar.update_absolute``, one per step) and the pack's own
+    events (``wanstream.progress`` per step, ``wanstream.preview`` per chunk: the player). Where the
+    running ComfyUI has them, also today's API: the progress text ("chunk 2/7 ...") and the last
+    frame of each finished chunk as the node's preview image (``send_progress_text``,
+    ``send_progress_preview``)."""
 
     def __init__(self, num_chunks: int, steps_per_chunk: int, node_id: str | None, prompt_id: str | None):
         import comfy.utils
@@ -255,11 +290,20 @@ class StepProgress:
         self.steps_per_chunk = steps_per_chunk
         self.node_id = node_id
         self.prompt_id = prompt_id
-        self.bar = comfy.utils.ProgressBar(num_chunks * steps_per_chunk, node_id=node_id)
+        self.total = num_chunks * steps_per_chunk
+        self.done = 0
+        self.frames_sent = 0
+        self.bar = comfy.utils.ProgressBar(self.total, node_id=node_id)
 
     def step(self, chunk: int, step: int) -> None:
         """Called after denoising step ``step`` (0-based) of chunk ``chunk`` finished."""
-        self.bar.update_absolute(chunk * self.steps_per_chunk + step + 1)
+        self.done = chunk * self.steps_per_chunk + step + 1
+        self.bar.update_absolute(self.done)
+        if step == 0 or step + 1 == self.steps_per_chunk:  # a chunk starts / is denoised
+            state = "denoised" if step + 1 == self.steps_per_chunk else f"step 1/{self.steps_per_chunk}"
+            send_progress_text(
+                f"chunk {chunk + 1}/{self.num_chunks} {state} · {self.frames_sent} frames", self.node_id
+            )
         _send(
             PROGRESS_EVENT,
             {
@@ -273,7 +317,15 @@ class StepProgress:
         )
 
     def chunk_frames(self, chunk: int, frames: torch.Tensor, fps: float) -> None:
-        """Send a finished chunk's decoded frames ``[F, H, W, 3]`` in [0, 1] to the browser as JPEGs."""
+        """Send a finished chunk's decoded frames ``[F, H, W, 3]`` in [0, 1] to the browser as JPEGs
+        (the player), and its last frame as the node's preview image where ComfyUI has the API."""
+        self.frames_sent += int(frames.shape[0])
+        send_progress_preview(self.node_id, self.done, self.total, preview_image(frames[-1]))
+        done = "done" if chunk + 1 >= self.num_chunks else "shown"
+        send_progress_text(
+            f"chunk {chunk + 1}/{self.num_chunks} {done} · {self.frames_sent} frames at {fps:g} fps",
+            self.node_id,
+        )
         _send(
             PREVIEW_EVENT,
             {
@@ -287,6 +339,13 @@ class StepProgress:
                 "frames": encode_jpeg_frames(frames),
             },
         )
+
+
+def preview_image(frame: torch.Tensor):
+    """One frame ``[H, W, 3]`` in [0, 1] as a PIL image."""
+    from PIL import Image
+
+    return Image.fromarray((frame.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy())
 
 
 def encode_jpeg_frames(

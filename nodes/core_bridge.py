@@ -8,10 +8,12 @@ are **raw** VAE latents ``[1, C, T, h, w]``; inside ``wan_core`` latents are nor
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
 import weakref
+from dataclasses import dataclass
 
 import torch
 
@@ -47,11 +49,15 @@ def load_dit(
     lora_path: str | None = None,
     lora_strength: float = 1.0,
     weights: str = "auto",
+    speed: str = "auto",
 ) -> LoadedDiT:
+    """``speed`` with the old ``compile`` / ``cuda_graphs`` booleans: see ``nodes/speed.py``."""
     from wan_core.dit.loader import load_dit as core_load_dit
     from wan_core.rollout.presets import official_weight_set
 
     prefer = official_weight_set(path) or "generator_ema"  # auto: the family's official set (by file name)
+
+    from .speed import speed_flags, triton_importable
 
     device = rt.torch_device()
     fp8_math = precision == "fp8_fast"
@@ -72,6 +78,13 @@ def load_dit(
         raise ValueError(
             f"Load Wan DiT: CUDA graphs need a CUDA GPU (this ComfyUI runs on {device}); turn cuda_graphs off."
         )
+    flags = speed_flags(
+        speed,
+        compile=compile,
+        cuda_graphs=cuda_graphs,
+        device_type=device.type,
+        triton=device.type == "cuda" and triton_importable(),
+    )
     rt.free_memory_for(path, device)
     model = core_load_dit(
         path, dtype=dtype, device=device, attention=attention, weights=weights, prefer=prefer
@@ -93,15 +106,24 @@ def load_dit(
     family = getattr(cfg, "model_type", "t2v")
     desc = f"Wan DiT {family} dim {cfg.dim} x {cfg.num_layers} layers, in {cfg.in_dim} / out {cfg.out_dim} channels"
     log.info(
-        "Load Wan DiT: %s (%s; weights: %s) on %s in %s",
+        "Load Wan DiT: %s (%s; weights: %s) on %s in %s; speed %s: %s",
         path,
         desc,
         getattr(model, "weight_set", "?"),
         device,
         dtype,
+        speed,
+        flags.summary(),
     )
     options = RuntimeOptions(
-        dtype=dtype, attention=attention, compile=compile, cuda_graphs=cuda_graphs, fp8_linear=fp8_math
+        dtype=dtype,
+        attention=attention,
+        compile=flags.compile,
+        cuda_graphs=flags.cuda_graphs,
+        fp8_linear=fp8_math,
+        fuse_qkv=flags.fuse_qkv,
+        overlap_decode=flags.overlap_decode,
+        speed=speed,
     )
     warm = WarmRollout()
     fp8_advice = (
@@ -201,7 +223,7 @@ def text_encoder_device(choice: str) -> torch.device:
 
 
 def encode_prompt_schedule(
-    encoder_path: str, schedule: list[tuple[int, str]], negative: str, precision: str, device: str = "auto"
+    encoder_path: str, schedule: list[tuple], negative: str, precision: str, device: str = "auto"
 ) -> StreamConditioning:
     """UMT5 embeddings of every prompt of the schedule and of the negative prompt (the presets'
     default negative prompt when empty; only CFG presets use it). Cached per (file, prompt): the key
@@ -236,9 +258,9 @@ def encode_prompt_schedule(
     negative_context = embs[-1][None].float().cpu()
     segments = tuple(
         PromptSegment(
-            start_chunk=chunk, text=text, context=emb[None].float().cpu(), negative_context=negative_context
+            start=start, text=text, context=emb[None].float().cpu(), negative_context=negative_context
         )
-        for (chunk, text), emb in zip(schedule, embs[:-1])
+        for (start, text), emb in zip(schedule, embs[:-1])
     )
     return StreamConditioning(segments=segments, encoder_path=encoder_path, negative_text=negative_text)
 
@@ -389,6 +411,26 @@ def _errors_named(node: str):
         raise ValueError(f"{node}: {e}") from e
 
 
+@dataclass(frozen=True, eq=False)
+class SampledVideo:
+    """What the sampler makes: the raw latent video and the frame rate it plays at."""
+
+    latent: torch.Tensor  # [1, C, T, h, w] raw (ComfyUI LATENT samples), CPU float32
+    fps: float  # the preset's (or the request's) frames per second, for CreateVideo
+
+
+def auto_preset(dit: LoadedDiT, dit_low_noise: LoadedDiT | None = None) -> str:
+    """Preset ``auto``: the preset of the loaded DiT (file name + key layout), or a ``RequestError`` in
+    the sampler's words listing the candidates (``wan_core.rollout.preset_auto``)."""
+    from wan_core.rollout.preset_auto import resolve_auto_preset
+
+    name = resolve_auto_preset(
+        dit.path, dit.config, dual_expert=dit_low_noise is not None, words=SAMPLER_WORDS
+    )
+    log.info("%s: preset auto = %s (from %s)", SAMPLER, name, os.path.basename(dit.path))
+    return name
+
+
 def sample(
     dit: LoadedDiT,
     cond: StreamConditioning,
@@ -399,22 +441,47 @@ def sample(
     **inputs,
 ) -> torch.Tensor:
     """Run the rollout chunk by chunk; returns the raw latent ``[1, C, T, h, w]`` (CPU, float32).
+    ``sample_video`` takes the same arguments and also returns the fps."""
+    return sample_video(
+        dit, cond, request, preview_vae=preview_vae, dit_low_noise=dit_low_noise, **inputs
+    ).latent
+
+
+def sample_video(
+    dit: LoadedDiT,
+    cond: StreamConditioning,
+    request: VideoRequest | None = None,
+    *,
+    preview_vae: LoadedVAE | None = None,
+    dit_low_noise: LoadedDiT | None = None,
+    **inputs,
+) -> SampledVideo:
+    """Run the rollout chunk by chunk; returns the raw latent video and its fps.
 
     ``request``: the video (``wan_core.rollout.request.VideoRequest``); or, without it, the sampler
     node's inputs as keywords (``width``, ``height``, ``frames``, ``preset``, ``seed``,
-    ``window_frames``, ``sink_frames``, ``chunks``, ``gpus``, ``context_parallel``; see
-    ``video_request.sampler_request``). It is validated here, before any work, in the node's words.
-    ``gpus`` > 1: the rollout runs on that many local worker processes (``multi_gpu``), splitting the
-    DiT's tokens (``context_parallel``: "ulysses" | "ring"); the preview is decoded here."""
+    ``window_frames``, ``sink_frames``, ``chunks``, ``gpus``, ``context_parallel``, ``options``; see
+    ``video_request.sampler_request``). It is validated here, before any work, in the node's words;
+    preset ``auto`` is resolved from the loaded DiT first, and prompt switches given in seconds
+    become chunks. ``gpus`` > 1: the rollout runs on that many local worker processes
+    (``multi_gpu``), splitting the DiT's tokens (``context_parallel``: "ulysses" | "ring"); the
+    preview is decoded here."""
+    from wan_core.rollout.preset_auto import AUTO_PRESET
     from wan_core.vae.latent_norm import to_raw
 
-    if request is None:
+    from_node = request is None
+    if from_node:
         request = sampler_request(cond, **inputs)
     elif inputs:
         raise TypeError(f"sample() takes a request or the node's inputs, not both: {sorted(inputs)}")
+    if isinstance(request.preset, str) and request.preset == AUTO_PRESET:
+        request = dataclasses.replace(request, preset=auto_preset(dit, dit_low_noise))
     valid = request.validate(dit_config=dit.config, words=SAMPLER_WORDS, check_output=False)
     for warning in valid.warnings:
         log.warning("%s", warning)
+    if from_node:  # switches given in seconds start at the chunks the request resolved
+        cond = cond.at_chunks(valid.switch_chunks)
+    fps = float(valid.fps)
     if dit_low_noise is not None and valid.preset.boundary is None:
         raise ValueError(f"{SAMPLER}: preset {valid.preset.name} uses one DiT; disconnect dit_low_noise.")
     with _errors_named(SAMPLER):
@@ -423,7 +490,7 @@ def sample(
             with ResidentModel.using(getattr(preview_vae, "resident", None)):  # previews are decoded here
                 latents = _sample_on_workers(dit, cond, valid, preview_vae, dit_low_noise)
             rt.release_memory()
-            return to_raw(torch.cat(latents, dim=2))
+            return SampledVideo(to_raw(torch.cat(latents, dim=2)), fps)
 
         # the models on their device (ComfyUI may have offloaded them) and not offloaded while they run
         residents = [
@@ -435,7 +502,7 @@ def sample(
         with ResidentModel.using(*residents, keep=dit.warm.handles()):
             latents = _sample_in_process(dit, cond, valid, preview_vae, dit_low_noise, residents)
         rt.release_memory()
-        return to_raw(torch.cat(latents, dim=2))
+        return SampledVideo(to_raw(torch.cat(latents, dim=2)), fps)
 
 
 def _sample_in_process(
@@ -490,7 +557,13 @@ def _sample_in_process(
     pipe = dit.warm.acquire(
         key,
         lambda: StreamingPipeline(
-            model, p, cuda_graphs=dit.options.cuda_graphs, compile=dit.options.compile, missing_inputs="warn"
+            model,
+            p,
+            cuda_graphs=dit.options.cuda_graphs,
+            compile=dit.options.compile,
+            fuse_qkv=dit.options.fuse_qkv,
+            overlap_decode=dit.options.overlap_decode,
+            missing_inputs="warn",
         ),
     )
     first = cond.segments[0]
@@ -520,8 +593,9 @@ def _sample_in_process(
             width=valid.width,
             **valid.length,
             seed=valid.seed,
+            # only where classifier-free guidance reads it (the pipeline's request refuses it elsewhere)
             negative_prompt=first.negative_context.to(dit.device)
-            if first.negative_context is not None
+            if first.negative_context is not None and pipe.scheme.uses_negative_prompt
             else None,
             prompt_switches=None,
         )

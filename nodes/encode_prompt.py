@@ -44,8 +44,11 @@ class WanStreamEncodePrompt(io.ComfyNode):
                     "prompt_switches",
                     multiline=True,
                     default="",
-                    tooltip="Optional prompt changes for long videos, one per line: '<start chunk>: <prompt>', "
-                    "e.g. '4: the fox jumps into a frozen river'. A switch applies from that chunk on.",
+                    tooltip="Optional prompt changes for long videos, one per line: '<seconds>s: <prompt>' "
+                    "(e.g. '5s: the fox jumps into a frozen river', '2.5s: ...') or '<start chunk>: <prompt>' "
+                    "(e.g. '4: ...'). A switch applies from the first chunk that starts at or after that time "
+                    "(the sampler converts with the preset's chunk size and fps) or from that chunk on. Lines "
+                    "starting with # are ignored.",
                 ),
                 io.Combo.Input(
                     "precision",

@@ -10,6 +10,7 @@ from .i2v_encode import WanStreamI2VControlEncode
 from .live import WanStreamLiveSampler
 from .live_routes import register_routes
 from .loaders import WanStreamLoadDiT, WanStreamLoadTAEHV, WanStreamLoadVAE
+from .rollout_options import WanStreamRolloutOptions
 from .sampler import WanStreamARSampler
 
 NODES: list[type[io.ComfyNode]] = [
@@ -21,6 +22,7 @@ NODES: list[type[io.ComfyNode]] = [
     WanStreamARSampler,
     WanStreamDecodeChunk,
     WanStreamLiveSampler,
+    WanStreamRolloutOptions,
 ]
 
 

@@ -9,7 +9,9 @@ from wan_core.dit.keymap import WEIGHT_CHOICES
 
 from . import comfy_runtime as rt
 from . import core_bridge, model_folders
+from .legacy_inputs import legacy
 from .socket_types import CATEGORY, WanDiT, WanVAE
+from .speed import SPEEDS
 
 _DOWNLOAD_TIP = (
     "When the selected file is a known model that is not in the folder yet, download it from Hugging Face "
@@ -51,15 +53,21 @@ class WanStreamLoadDiT(io.ComfyNode):
                     default="auto",
                     tooltip="Attention kernel. auto: the fastest one installed (flash > sage > PyTorch SDPA).",
                 ),
-                io.Boolean.Input(
-                    "compile",
-                    default=False,
-                    tooltip="torch.compile the transformer blocks (slow first chunk, faster after).",
+                legacy(
+                    io.Boolean.Input(
+                        "compile",
+                        default=False,
+                        tooltip="Kept for saved workflows (see speed): on = torch.compile the transformer "
+                        "blocks whatever speed says; off = as speed says.",
+                    )
                 ),
-                io.Boolean.Input(
-                    "cuda_graphs",
-                    default=False,
-                    tooltip="Capture each chunk's denoising step as a CUDA graph (static shapes; CUDA only).",
+                legacy(
+                    io.Boolean.Input(
+                        "cuda_graphs",
+                        default=False,
+                        tooltip="Kept for saved workflows (see speed): on = CUDA graphs whatever speed says "
+                        "(CUDA only); off = as speed says.",
+                    )
                 ),
                 io.Boolean.Input("download", default=False, tooltip=_DOWNLOAD_TIP),
                 io.Combo.Input(
@@ -87,6 +95,16 @@ class WanStreamLoadDiT(io.ComfyNode):
                     "Causal Forcing chunk-wise: generator; Self-Forcing, Causal Forcing frame-wise: "
                     "generator_ema; an unknown file: generator_ema if present). Files with one set: auto.",
                 ),
+                io.Combo.Input(
+                    "speed",
+                    optional=True,
+                    options=list(SPEEDS),
+                    default="auto",
+                    tooltip="auto: on a CUDA GPU, CUDA graphs + fused q/k/v + decoding overlapped with the next "
+                    "chunk, and torch.compile where Triton is installed (slow first chunk, faster after); if "
+                    "compiling or capturing fails the model runs eager, with a warning, and the job goes on. "
+                    "On the CPU: eager. eager: none of them (the plain path).",
+                ),
             ],
             outputs=[WanDiT.Output(display_name="dit", tooltip="The loaded Wan DiT.")],
         )
@@ -103,6 +121,7 @@ class WanStreamLoadDiT(io.ComfyNode):
         lora_name,
         lora_strength,
         weights="auto",
+        speed="auto",
     ) -> io.NodeOutput:
         path = model_folders.resolve("diffusion_models", model_name, download, "Load Wan DiT")
         lora_path = None
@@ -118,6 +137,7 @@ class WanStreamLoadDiT(io.ComfyNode):
                 lora_path=lora_path,
                 lora_strength=lora_strength,
                 weights=weights,
+                speed=speed,
             )
         )
 

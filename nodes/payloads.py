@@ -17,13 +17,16 @@ from .warm_rollout import WarmRollout
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How a model runs: compute dtype, attention backend, torch.compile, CUDA graphs, FP8 math."""
+    """How a model runs: compute dtype, attention backend, the speed flags (``nodes/speed.py``), FP8 math."""
 
     dtype: torch.dtype
     attention: str = "auto"  # auto | sdpa | sage | flash
     compile: bool = False
     cuda_graphs: bool = False
     fp8_linear: bool = False  # the blocks' Linears run FP8 GEMMs (precision fp8_fast)
+    fuse_qkv: bool | None = None  # None: the pipeline's default for the device
+    overlap_decode: bool | None = None  # None: the pipeline's default for the device
+    speed: str = "auto"  # Load Wan DiT's speed input, as chosen
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,12 +69,33 @@ class LoadedVAE:
 
 @dataclass(frozen=True, eq=False)
 class PromptSegment:
-    """One prompt of a (possibly switching) prompt schedule; it applies from ``start_chunk`` on."""
+    """One prompt of a (possibly switching) prompt schedule; it applies from ``start`` on: a chunk
+    index, or a time in the video (``wan_core.rollout.request.Seconds``) that the sampler turns into
+    a chunk (it knows the preset's chunk size and fps)."""
 
-    start_chunk: int
+    start: Any  # int (chunk) | Seconds
     text: str
     context: torch.Tensor  # [1, L, 4096] UMT5 embedding (unpadded)
     negative_context: torch.Tensor | None = None  # [1, L, 4096] or None (no CFG)
+
+    @property
+    def start_chunk(self) -> int:
+        if not isinstance(self.start, int):
+            raise TypeError(
+                f"the switch at {self.start} is not turned into a chunk yet (the sampler does that)"
+            )
+        return self.start
+
+
+@dataclass(frozen=True)
+class RolloutOptions:
+    """The settings of Wan Stream Rollout Options (socket type ``WANSTREAM_ROLLOUT_OPTIONS``); a None
+    is the preset's value."""
+
+    window_frames: int | None = None
+    sink_frames: int | None = None
+    gpus: int = 1
+    context_parallel: str = "ulysses"  # read only when gpus > 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,14 +119,25 @@ class StreamConditioning:
     negative_text: str = ""  # the negative prompt as typed ("": the presets' default, where CFG uses one)
 
     def __post_init__(self) -> None:
-        if not self.segments or self.segments[0].start_chunk != 0:
+        if not self.segments or self.segments[0].start != 0:
             raise ValueError("a prompt schedule needs a prompt that starts at chunk 0")
-        starts = [s.start_chunk for s in self.segments]
-        if starts != sorted(set(starts)):
-            raise ValueError(f"prompt switch chunks must be increasing and unique, got {starts}")
+        for kind in (int, object):  # chunk starts, then the other starts (times)
+            starts = [s.start for s in self.segments if isinstance(s.start, int) == (kind is int)]
+            if starts != sorted(set(starts)):
+                raise ValueError(f"prompt switch starts must be increasing and unique, got {starts}")
 
     def with_image(self, image: ImageCondition) -> StreamConditioning:
         return replace(self, image=image)
+
+    def at_chunks(self, chunks) -> StreamConditioning:
+        """The schedule with the switches (``segments[1:]``) starting at ``chunks`` (one per switch, in
+        order: ``ValidatedRequest.switch_chunks``), sorted by chunk."""
+        if len(chunks) != len(self.segments) - 1:
+            raise ValueError(f"{len(self.segments) - 1} prompt switches, {len(chunks)} chunks")
+        moved = sorted(
+            (replace(s, start=c) for s, c in zip(self.segments[1:], chunks)), key=lambda s: s.start
+        )
+        return replace(self, segments=(self.segments[0], *moved))
 
     def segment_for_chunk(self, chunk: int) -> PromptSegment:
         current = self.segments[0]

@@ -3,6 +3,11 @@
 Thin: the rollout is ``wan_core.rollout.StreamingPipeline``; this node adds ComfyUI's progress bar
 (one tick per denoising step), interruption within a step, and the live preview (each finished chunk
 decoded with the TAEHV and sent to the browser's player on this node).
+
+Saved workflows: inputs are only appended. ``window_frames``, ``sink_frames``, ``chunks``, ``gpus``
+and ``context_parallel`` keep their places and meanings but are hidden in new nodes (their settings
+are on Wan Stream Rollout Options, the ``options`` input; the length is ``frames``); the preset
+``auto`` is appended to the combo, the default of new nodes; ``fps`` is a second output.
 """
 
 from __future__ import annotations
@@ -10,14 +15,18 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from . import core_bridge
+from .legacy_inputs import legacy
+from .rollout_options import WanRolloutOptions
 from .socket_types import CATEGORY, WanConditioning, WanDiT, WanVAE
 
 
 def preset_names() -> list[str]:
-    """Preset names of ``wan_core.rollout.presets`` (stable strings, saved in workflows)."""
+    """Preset names of ``wan_core.rollout.presets`` (stable strings, saved in workflows), then
+    ``auto`` (the preset of the loaded DiT; ``wan_core.rollout.preset_auto``)."""
+    from wan_core.rollout.preset_auto import AUTO_PRESET
     from wan_core.rollout.presets import PRESETS
 
-    return list(PRESETS)
+    return [*PRESETS, AUTO_PRESET]
 
 
 class WanStreamARSampler(io.ComfyNode):
@@ -31,7 +40,8 @@ class WanStreamARSampler(io.ComfyNode):
                 "Generates the video autoregressively, chunk by chunk, with a rolling KV cache (attention "
                 "sink + sliding window), so length is not limited by memory. Presets carry each method's "
                 "steps, shift, chunk size and guidance. Shows every finished chunk in the player below while "
-                "it generates (connect a TAEHV to preview_vae). Outputs the raw video LATENT."
+                "it generates (connect a TAEHV to preview_vae). Outputs the raw video LATENT and its fps "
+                "(for Create Video). Also runs the base many-step Wan models (whole video in one chunk)."
             ),
             inputs=[
                 WanDiT.Input("dit", tooltip="The Wan DiT from Load Wan DiT."),
@@ -61,16 +71,18 @@ class WanStreamARSampler(io.ComfyNode):
                     min=1,
                     max=100001,
                     step=4,
-                    tooltip="Number of video frames, 4k+1 (e.g. 81 = 21 latent frames); the latent frames must "
-                    "fill whole chunks of the preset's chunk size.",
+                    tooltip="Number of video frames, 4k+1 (e.g. 81 = 21 latent frames = 5 s at 16 fps); a "
+                    "last chunk the frames do not fill is generated shorter (Rolling Forcing: whole chunks only).",
                 ),
                 io.Combo.Input(
                     "preset",
                     options=preset_names(),
-                    default="self-forcing-1.3b",
+                    default="auto",
                     tooltip="How the checkpoint samples (its published settings): Self-Forcing, CausVid, "
                     "LongLive, Rolling Forcing, Causal Forcing, Krea realtime (few-step AR, chunk by chunk), "
-                    "Wan2.2 TI2V 5B, Wan2.2 A14B and base Wan 2.1 (many-step with CFG, one chunk).",
+                    "Wan2.2 TI2V 5B, Wan2.2 A14B and base Wan 2.1 (many-step with CFG, one chunk). auto: the "
+                    "preset of the loaded DiT, from its file name and layout (an error lists the candidates "
+                    "when the file does not say which one).",
                 ),
                 io.Int.Input(
                     "seed",
@@ -80,27 +92,35 @@ class WanStreamARSampler(io.ComfyNode):
                     control_after_generate=True,
                     tooltip="Noise seed.",
                 ),
-                io.Int.Input(
-                    "window_frames",
-                    default=-1,
-                    min=-1,
-                    max=4096,
-                    tooltip="Attention window in latent frames, the current chunk included (-1: the preset's, e.g. 21 "
-                    "for Self-Forcing). Memory grows with it, not with the video length.",
+                legacy(
+                    io.Int.Input(
+                        "window_frames",
+                        default=-1,
+                        min=-1,
+                        max=4096,
+                        tooltip="Kept for saved workflows (new graphs: Wan Stream Rollout Options). Attention "
+                        "window in latent frames, the current chunk included (-1: the preset's).",
+                    )
                 ),
-                io.Int.Input(
-                    "sink_frames",
-                    default=-1,
-                    min=-1,
-                    max=4096,
-                    tooltip="First latent frames kept forever as attention sink (-1: the preset's; 0: none).",
+                legacy(
+                    io.Int.Input(
+                        "sink_frames",
+                        default=-1,
+                        min=-1,
+                        max=4096,
+                        tooltip="Kept for saved workflows (new graphs: Wan Stream Rollout Options). First latent "
+                        "frames kept forever as attention sink (-1: the preset's; 0: none).",
+                    )
                 ),
-                io.Int.Input(
-                    "chunks",
-                    default=0,
-                    min=0,
-                    max=100000,
-                    tooltip="If above 0: generate this many chunks instead of 'frames' (frames follow from the preset's chunk size).",
+                legacy(
+                    io.Int.Input(
+                        "chunks",
+                        default=0,
+                        min=0,
+                        max=100000,
+                        tooltip="Kept for saved workflows (new graphs: frames). If above 0: generate this many "
+                        "chunks instead of 'frames'.",
+                    )
                 ),
                 WanVAE.Input(
                     "preview_vae",
@@ -112,29 +132,41 @@ class WanStreamARSampler(io.ComfyNode):
                     optional=True,
                     tooltip="Wan2.2 A14B only: the low-noise expert (then 'dit' is the high-noise expert).",
                 ),
-                io.Int.Input(
-                    "gpus",
-                    optional=True,
-                    default=1,
-                    min=1,
-                    max=16,
-                    tooltip="1 = in-process single GPU (default). N > 1 = N local worker processes, one GPU "
-                    "each, splitting the DiT's tokens (context parallelism); they load the DiT from its file "
-                    "with the loader's settings and stay up, models loaded, for the next run. Progress then "
-                    "advances per chunk.",
+                legacy(
+                    io.Int.Input(
+                        "gpus",
+                        optional=True,
+                        default=1,
+                        min=1,
+                        max=16,
+                        tooltip="Kept for saved workflows (new graphs: Wan Stream Rollout Options). 1 = one GPU "
+                        "in this process; N > 1 = N local worker processes splitting the DiT's tokens.",
+                    )
                 ),
-                io.Combo.Input(
-                    "context_parallel",
+                legacy(
+                    io.Combo.Input(
+                        "context_parallel",
+                        optional=True,
+                        options=["ulysses", "ring"],
+                        default="ulysses",
+                        tooltip="Kept for saved workflows (new graphs: Wan Stream Rollout Options). How the GPUs "
+                        "split attention when gpus > 1.",
+                    )
+                ),
+                WanRolloutOptions.Input(
+                    "options",
                     optional=True,
-                    options=["ulysses", "ring"],
-                    default="ulysses",
-                    tooltip="How the GPUs split attention when gpus > 1. ulysses: each GPU takes a share of the "
-                    "attention heads (gpus must divide the head count: 12 for 1.3B, 24 for 5B, 40 for 14B). "
-                    "ring: each GPU takes a share of every frame's tokens (any head count).",
+                    tooltip="Optional Wan Stream Rollout Options: attention window / sink, several GPUs. When "
+                    "connected, its values are used (this node's hidden widgets of those names are ignored).",
                 ),
             ],
             outputs=[
-                io.Latent.Output(display_name="latent", tooltip="Raw Wan video latent [1, C, F, H/8, W/8].")
+                io.Latent.Output(display_name="latent", tooltip="Raw Wan video latent [1, C, F, H/8, W/8]."),
+                io.Float.Output(
+                    display_name="fps",
+                    tooltip="Frames per second of the preset (16; 24 for Wan2.2 TI2V 5B): "
+                    "connect to Create Video's fps.",
+                ),
             ],
         )
 
@@ -155,8 +187,9 @@ class WanStreamARSampler(io.ComfyNode):
         dit_low_noise=None,
         gpus=1,
         context_parallel="ulysses",
+        options=None,
     ) -> io.NodeOutput:
-        samples = core_bridge.sample(
+        video = core_bridge.sample_video(
             dit,
             conditioning,
             width=width,
@@ -171,5 +204,6 @@ class WanStreamARSampler(io.ComfyNode):
             dit_low_noise=dit_low_noise,
             gpus=gpus,
             context_parallel=context_parallel,
+            options=options,
         )
-        return io.NodeOutput({"samples": samples})
+        return io.NodeOutput({"samples": video.latent}, video.fps)

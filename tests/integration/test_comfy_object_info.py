@@ -1,4 +1,4 @@
-"""/object_info lists the seven nodes with the right input and output types, a tooltip on every
+"""/object_info lists the eight nodes with the right input and output types, a tooltip on every
 input and a description on every node (the V3 ``comfy_api.latest`` route)."""
 
 import json
@@ -15,7 +15,7 @@ EXPECTED = {
             "compile": "BOOLEAN", "cuda_graphs": "BOOLEAN", "download": "BOOLEAN", "lora_name": COMBO,
             "lora_strength": "FLOAT",
         },
-        "optional": {"weights": COMBO},  # appended: the weight set of a training checkpoint
+        "optional": {"weights": COMBO, "speed": COMBO},  # appended: the weight set of a training checkpoint; speed
         "outputs": ["WANSTREAM_DIT"],
     },
     "WanStreamLoadVAE": {
@@ -52,14 +52,19 @@ EXPECTED = {
         },
         "optional": {
             "preview_vae": "WANSTREAM_VAE", "dit_low_noise": "WANSTREAM_DIT", "gpus": "INT",
-            "context_parallel": COMBO,
+            "context_parallel": COMBO, "options": "WANSTREAM_ROLLOUT_OPTIONS",  # options: appended
         },
-        "outputs": ["LATENT"],
+        "outputs": ["LATENT", "FLOAT"],  # fps: appended
     },
     "WanStreamDecodeChunk": {
         "inputs": {"vae": "WANSTREAM_VAE", "samples": "LATENT", "chunk_frames": "INT"},
         "optional": {},
         "outputs": ["IMAGE"],
+    },
+    "WanStreamRolloutOptions": {
+        "inputs": {"window_frames": "INT", "sink_frames": "INT", "gpus": "INT", "context_parallel": COMBO},
+        "optional": {},
+        "outputs": ["WANSTREAM_ROLLOUT_OPTIONS"],
     },
 }  # fmt: skip
 

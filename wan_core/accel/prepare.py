@@ -9,7 +9,8 @@ exactly, so fusing before or after gives the same layers), and blocks that ``fus
 Idempotent: every step looks at the model first (a merged LoRA is remembered on the module, fused
 blocks and FP8 layers are skipped, compiled blocks are not compiled again), so a DiT loaded once and
 prepared by each pipeline built for it (one per ComfyUI job) is prepared once. Steps are only added,
-never undone: ``fuse_qkv=False`` on an already fused DiT leaves it fused.
+never undone: ``fuse_qkv=False`` on an already fused DiT leaves it fused. A DiT whose compile failed
+(``graphs.uncompile_blocks``, the pipeline's fallback) stays eager: it is not compiled again.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def prepare_dit(
     compile_mode: str | None = None,
 ) -> PrepareReport:
     """Prepare ``dit`` (a ``WanDiT`` or ``DualExpertDiT``) in place; returns what this call did."""
-    from wan_core.rollout.graphs import compile_blocks
+    from wan_core.rollout.graphs import compile_blocks, compile_failed
     from wan_core.rollout.lora import merge_lora
 
     report = PrepareReport()
@@ -67,6 +68,6 @@ def prepare_dit(
         if fuse_qkv:
             fused, left = fuse_qkv_(dit)  # blocks left unfused for unequal per-tensor scales stack now
             report.fused = (report.fused[0] + fused, left)
-    if compile and not is_compiled(dit):
+    if compile and not is_compiled(dit) and not compile_failed(dit):  # a failed compile stays eager
         report.compiled_blocks = compile_blocks(dit, mode=compile_mode)
     return report

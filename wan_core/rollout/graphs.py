@@ -42,6 +42,7 @@ __all__ = [
     "CudaGraphCapturer",
     "compile_blocks",
     "uncompile_blocks",
+    "compile_failed",
     "is_compile_error",
     "default_speed_flags",
 ]
@@ -82,11 +83,19 @@ def compile_blocks(
 
 
 def uncompile_blocks(model: torch.nn.Module) -> None:
-    """Undo ``compile_blocks`` (back to eager blocks)."""
+    """Undo ``compile_blocks`` for good (back to eager blocks): the compile failed, and
+    ``prepare_dit`` does not compile this model again (a later pipeline on the same loaded DiT, e.g.
+    ComfyUI's next job, would pay for the same failing compile and warn again)."""
     experts = dit_experts(model)
     for m in experts:
+        m.compile_failed = True
         for blk in m.blocks:
             blk._compiled_call_impl = None
+
+
+def compile_failed(model: torch.nn.Module) -> bool:
+    """Whether ``uncompile_blocks`` put this model back to eager blocks after a failed compile."""
+    return any(getattr(m, "compile_failed", False) for m in dit_experts(model))
 
 
 def is_compile_error(e: BaseException) -> bool:

@@ -29,6 +29,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -41,6 +42,7 @@ __all__ = [
     "VideoRequest",
     "ValidatedRequest",
     "RequestError",
+    "Seconds",
     "Words",
     "PYTHON_WORDS",
     "CLI_WORDS",
@@ -161,9 +163,15 @@ class RequestError(ValueError):
         )
 
 
+def _as_time(start) -> str:
+    return str(start) if isinstance(start, Seconds) else f"chunk {start}"
+
+
 def _show(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, Seconds):
+        return str(value)
     if isinstance(value, str):
         return repr(value)
     if isinstance(value, (int, float, Path)):
@@ -196,6 +204,43 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+# -- prompt switches in seconds ---------------------------------------------------------------------------
+@dataclass(frozen=True, order=True)
+class Seconds:
+    """A prompt switch's start as a time in the video (``Seconds.parse("2.5")``; written ``2.5s``).
+
+    ``validate`` turns it into the first chunk that starts at or after that time, with the preset's
+    latent frames per chunk, the VAE's temporal stride and the video's fps: chunk ``k >= 1`` starts
+    at pixel frame ``1 + stride (k n - 1)`` (latent frame ``k n``), chunk 0 at frame 0. Exact
+    (``Fraction``): ``5s`` at 16 fps is frame 80, never 79.99."""
+
+    value: Fraction
+
+    @staticmethod
+    def parse(text: str) -> Seconds | None:
+        """``"2.5"`` / ``"5"`` (digits, at most one ``.``) -> ``Seconds``; anything else -> None."""
+        digits = text.replace(".", "", 1)
+        if not digits.isdecimal() or text.startswith(".") or text.endswith("."):
+            return None
+        return Seconds(Fraction(text))
+
+    def __str__(self) -> str:
+        return f"{float(self.value):g}s"
+
+
+def _chunk_start_frame(k: int, n: int, stride: int) -> int:
+    return 0 if k == 0 else 1 + stride * (k * n - 1)
+
+
+def _seconds(frame: int, fps) -> str:
+    return f"{float(Fraction(frame) / Fraction(fps)):.3g}s"
+
+
+def _sort_key(item) -> tuple:
+    start = item[0]
+    return (1, start.value) if isinstance(start, Seconds) else (0, start)
+
+
 # -- the request ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class VideoRequest:
@@ -204,7 +249,7 @@ class VideoRequest:
     ``preset``: a preset name (``PRESETS``) or a ``RolloutPreset``. ``prompt`` / switch prompts /
     ``negative_prompt``: text, or UMT5 embeddings ``[B, L, 4096]``. ``prompt_switches``: ``{chunk:
     prompt}`` or ``[(chunk, prompt), ...]`` (a prompt that takes over from that chunk; chunk 0 is the
-    main prompt's). ``image``: ``[B, 3, H, W]`` in [-1, 1], or a file path (read by the caller).
+    main prompt's); a start may also be a time in the video, ``Seconds``, turned into a chunk here. ``image``: ``[B, 3, H, W]`` in [-1, 1], or a file path (read by the caller).
     ``window`` / ``sink``: latent frames of the rolling KV cache (window counts the current chunk).
     ``gpus``: processes sharing the DiT's tokens; ``context_parallel``: ``"ulysses"`` | ``"ring"`` when
     ``gpus`` > 1. ``output``: the video file the caller writes (``.mp4`` / ``.webp``), if any.
@@ -274,6 +319,7 @@ class ValidatedRequest:
     gpus: int
     context_parallel: str | None  # None on one process
     warnings: tuple[str, ...] = ()
+    switch_chunks: tuple[int, ...] = ()  # the chunk of each given prompt switch, in the order given
 
     @property
     def length(self) -> dict:
@@ -333,7 +379,7 @@ class _Validation:
         overrides = tuple(sorted(overrides))
         if overrides:
             preset = p.with_overrides(**dict(overrides))
-        switches = self._switches(chunks, latent)
+        switches, switch_chunks = self._switches(chunks, latent)
         self._image(width, height)
         fps = self._fps()
         output = self._output()
@@ -360,6 +406,7 @@ class _Validation:
             gpus=gpus,
             context_parallel=mode,
             warnings=tuple(self.warnings),
+            switch_chunks=switch_chunks,
         )
 
     def _prompt(self) -> None:
@@ -620,11 +667,12 @@ class _Validation:
             )  # fmt: skip
         return over
 
-    def _switches(self, chunks: int | None, latent: int | None) -> dict:
+    def _switches(self, chunks: int | None, latent: int | None) -> tuple[dict, tuple[int, ...]]:
+        """(chunk -> prompt sorted, the chunk of each given switch in the order given)."""
         p, raw = self.base, self.req.prompt_switches
         pairs = list(raw.items()) if isinstance(raw, Mapping) else list(raw or ())
         if not pairs:
-            return {}
+            return {}, ()
         first = pairs[0][0]
         if not p.is_autoregressive:
             self.fail(
@@ -639,7 +687,45 @@ class _Validation:
                 "clear {prompt_switches} or pick another autoregressive preset (e.g. longlive-1.3b)",
                 "switches.rolling_forcing",
             )  # fmt: skip
-        return check_prompt_schedule(pairs, chunks, self.words, self.fail)
+        if any(isinstance(start, Seconds) for start, _ in pairs):
+            check_prompt_schedule(pairs, None, self.words, self.fail)  # 0s, the same time twice, empty
+            pairs = self._seconds_to_chunks(pairs, chunks)
+        return check_prompt_schedule(pairs, chunks, self.words, self.fail), tuple(c for c, _ in pairs)
+
+    def _seconds_to_chunks(self, pairs: list, chunks: int | None) -> list:
+        """Switch starts in ``Seconds`` -> chunk indices (``Seconds``' rule); a time past the video's
+        last chunk and two starts on one chunk are refused here, in seconds."""
+        p, fps = self.base, self._fps()
+        n, ts = p.frames_per_chunk, p.vae_stride[0]
+        every = f"chunks of {n} latent frames start every {_seconds(ts * n, fps)} at {fps:g} fps"
+        out, given = [], {}
+        for start, prompt in pairs:
+            if isinstance(start, Seconds):
+                frame = start.value * Fraction(fps)  # pixel frame, exact
+                chunk = max(1, math.ceil(((frame - 1) / ts + 1) / n))
+                if chunks is not None and chunk >= chunks:
+                    last = _chunk_start_frame(chunks - 1, n, ts)
+                    end = _pixel_frames(chunks * n, ts)
+                    self.fail(
+                        "prompt_switches", start,
+                        f"the video is {_seconds(end, fps)} long ({end} frames at {fps:g} fps) and its last "
+                        f"chunk starts at {_seconds(last, fps)}, so a switch at {start} would never be used",
+                        Seconds(Fraction(last) / Fraction(fps)),
+                        f"at most {_seconds(last, fps)} (chunk {chunks - 1}), or a longer video ({{length_fix}})",
+                        "switches.past_end",
+                    )  # fmt: skip
+            else:
+                chunk = start
+            if chunk in given and given[chunk] != start:
+                self.fail(
+                    "prompt_switches", start,
+                    f"the switches at {_as_time(given[chunk])} and {_as_time(start)} both start at chunk {chunk} "
+                    f"(from {_seconds(_chunk_start_frame(chunk, n, ts), fps)}; {every})", None,
+                    "keep one of them or move one to another chunk", "switches.duplicate",
+                )  # fmt: skip
+            given.setdefault(chunk, start)
+            out.append((chunk, prompt))
+        return out
 
     def _image(self, width: int, height: int) -> None:
         p, image = self.base, self.req.image
@@ -798,12 +884,18 @@ def check_prompt_schedule(
     """Prompt switches ``[(chunk, prompt), ...]`` -> ``{chunk: prompt}`` sorted by chunk, or a
     ``RequestError``: chunk 0 is the main prompt's (a switch starts at chunk 1 or later), no two
     switches at one chunk, no empty prompt, and (when ``num_chunks`` is known) inside the video.
+    A start in ``Seconds`` is checked for what needs no preset (after 0s, not twice, a prompt) and
+    kept as it is (sorted after the chunks); ``validate`` turns it into a chunk.
     Used by ``VideoRequest.validate`` and by interfaces that parse a schedule before the preset is
     known (the prompt node)."""
 
     fail = fail or _raiser(words)
     out: dict = {}
     for chunk, prompt in pairs:
+        if isinstance(chunk, Seconds):
+            _check_seconds_switch(chunk, prompt, out, fail)
+            out[chunk] = prompt
+            continue
         if not _is_int(chunk) or chunk < 1:
             fail(
                 "prompt_switches", chunk,
@@ -829,4 +921,23 @@ def check_prompt_schedule(
                 "switches.past_end",
             )  # fmt: skip
         out[chunk] = prompt
-    return dict(sorted(out.items()))
+    return dict(sorted(out.items(), key=_sort_key))
+
+
+def _check_seconds_switch(start: Seconds, prompt, seen: dict, fail) -> None:
+    if start.value <= 0:
+        fail(
+            "prompt_switches", start,
+            f"a switch at {start}: the video starts with the main {{prompt}}, switches start after 0s", None,
+            "start it later (e.g. 1s), or change the main {prompt}", "switches.chunk0",
+        )  # fmt: skip
+    if start in seen:
+        fail(
+            "prompt_switches", start, f"two prompt switches start at {start}", None, "keep one of them",
+            "switches.duplicate",
+        )  # fmt: skip
+    if isinstance(prompt, str) and not prompt.strip():
+        fail(
+            "prompt_switches", start, f"the prompt of the switch at {start} is empty", None,
+            "write the prompt or drop the switch", "switches.empty",
+        )  # fmt: skip
