@@ -119,6 +119,7 @@ PLAYER = {
     "i2v_wan2.1_14b_480p": (9, 1),
     "ti2v_wan2.2_5b": (9, 1),
     "long_video_prompt_switch": (69, 6),
+    "ti2v_longlive2_5b_ar": (61, 2),  # 16 latent frames = 2 chunks of 8 (LongLive 2.0)
 }
 
 

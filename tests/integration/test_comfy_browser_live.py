@@ -5,15 +5,12 @@ frames arrive in the player, a prompt typed in the player applies from the chunk
 over 2 chunks, Stop ends the job and SaveVideo's mp4 has exactly the frames the player received.
 The latency from the server sending a chunk to its first frame on the canvas is kept in
 ``artifacts/browser_live_results.json`` (with the screenshot ``browser_live_player.png``).
-
-``WANSTREAM_EXPORT_LIVE_UI=1`` instead (re)builds ``workflows/live_stream_self_forcing.json`` from its
-API twin in the front end (a dev tool, like ``browser/export_ui_workflows.mjs``)."""
+The UI workflow itself is rebuilt from its API twin by ``browser/export_ui_workflows.mjs`` (a dev tool)."""
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -43,15 +40,6 @@ def _run_script(comfy_server, tmp: Path, config: dict) -> dict:
     proc = subprocess.run(args, capture_output=True, text=True, timeout=420)
     assert proc.returncode == 0, f"browser script failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return json.loads((tmp / "results.json").read_text())
-
-
-@pytest.mark.skipif(
-    not os.environ.get("WANSTREAM_EXPORT_LIVE_UI"), reason="dev tool: set WANSTREAM_EXPORT_LIVE_UI=1"
-)
-def test_export_live_ui_workflow(comfy_server, tmp_path):
-    _run_script(
-        comfy_server, tmp_path, {"export_api": api_prompt(LIVE), "export_to": str(WORKFLOWS / f"{LIVE}.json")}
-    )
 
 
 @pytest.fixture(scope="module")
