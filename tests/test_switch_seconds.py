@@ -87,3 +87,18 @@ def test_seconds_on_a_whole_video_preset_are_refused_as_switches_are():
     with pytest.raises(RequestError, match="generates the whole video at once") as e:
         _valid([(Seconds.parse("1"), "b")], preset="wan2.1-t2v-1.3b", frames=81)
     assert e.value.code == "switches.whole_video" and "prompt_switches 1s:" in str(e.value)
+
+
+def test_command_line_switches_in_seconds_become_the_same_chunks():
+    from wan_core.__main__ import _parse_switches
+    from wan_core.rollout.request import CLI_WORDS
+
+    switches = _parse_switches(["5s:a cat", "2.5 S:a dog", "9:a bird"])
+    assert switches == [(Seconds(Fraction(5)), "a cat"), (Seconds(Fraction(5, 2)), "a dog"), (9, "a bird")]
+    valid = VideoRequest(preset="longlive-1.3b", prompt="a", frames=477, prompt_switches=switches).validate(
+        words=CLI_WORDS, check_output=False
+    )
+    assert list(valid.prompt_switches) == [4, 7, 9]  # 2.5 s -> chunk 4 (frame 45), 5 s -> chunk 7 (frame 81)
+    for bad in ("s:x", "5ms:x", "x:y", "5"):
+        with pytest.raises(RequestError, match="expects CHUNK:PROMPT or SECONDSs:PROMPT"):
+            _parse_switches([bad])

@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompt-switch",
         action="append",
         default=[],
-        metavar="CHUNK:PROMPT",
-        help="from chunk CHUNK on use PROMPT (repeatable; autoregressive presets)",
+        metavar="CHUNK:PROMPT | SECONDSs:PROMPT",
+        help="from chunk CHUNK (or from the chunk at SECONDS, e.g. 5s:PROMPT) on use PROMPT (repeatable; autoregressive presets)",
     )
     g.add_argument("--negative-prompt", default=None, help="negative prompt for CFG presets")
     g.add_argument(
@@ -109,19 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _parse_switches(items: list[str]) -> list[tuple[int, str]]:
-    """``--prompt-switch CHUNK:PROMPT`` values as ``[(chunk, prompt), ...]`` in the given order (the
-    request validation refuses chunk 0, duplicates and switches past the end)."""
-    from wan_core.rollout.request import CLI_WORDS, RequestError
+    """``--prompt-switch CHUNK:PROMPT`` (or ``SECONDS``s``:PROMPT``, e.g. ``5s:a dog``) values as
+    ``[(chunk or Seconds, prompt), ...]`` in the given order (the request validation turns seconds into
+    chunks and refuses chunk 0, duplicates and switches past the end)."""
+    from wan_core.rollout.request import CLI_WORDS, RequestError, Seconds
 
     out = []
     for s in items:
-        chunk, sep, prompt = s.partition(":")
-        if not sep or not chunk.strip().isdigit():
+        key, sep, prompt = s.partition(":")
+        key = key.strip().lower()
+        at = Seconds.parse(key[:-1].strip()) if key.endswith("s") else (int(key) if key.isdecimal() else None)
+        if not sep or at is None:
             raise RequestError(
-                "prompt_switches", s, "{prompt_switches} expects CHUNK:PROMPT", None,
-                "e.g. --prompt-switch 4:'a dog'", "switches.syntax", CLI_WORDS,
+                "prompt_switches", s, "{prompt_switches} expects CHUNK:PROMPT or SECONDSs:PROMPT", None,
+                "e.g. --prompt-switch 4:'a dog' or --prompt-switch 5s:'a dog'", "switches.syntax", CLI_WORDS,
             )  # fmt: skip
-        out.append((int(chunk), prompt))
+        out.append((at, prompt))
     return out
 
 
