@@ -36,8 +36,9 @@ def add_live_parser(sub) -> None:
     p.add_argument("--interpolation", choices=("linear", "slerp"), default="linear")
 
 
-def _read_prompts(stream, control, transition: int, say) -> None:
-    """One line = a new prompt; end of input = stop. Refused lines are reported, the stream goes on."""
+def _read_prompts(stream, control, transition: int, say, end_of_input: threading.Event) -> None:
+    """One line = a new prompt; end of input = stop after the current chunk (``end_of_input``, polled
+    between chunks like a signal). Refused lines are reported, the stream goes on."""
     from .control import SteeringError
 
     for line in stream:
@@ -50,10 +51,7 @@ def _read_prompts(stream, control, transition: int, say) -> None:
             say(f"prompt refused: {e}", flush=True)
             if e.code in ("ended", "stopping"):
                 return
-    try:
-        control.stop()
-    except SteeringError:
-        pass
+    end_of_input.set()
 
 
 def run_live_cli(args, stdin=None, say=print) -> int:
@@ -103,8 +101,11 @@ def run_live_cli(args, stdin=None, say=print) -> int:
         refusal = str(e)
         say(f"note: {refusal}; input lines are refused (end of input still stops)")
     control = LiveControl(switch_refusal=refusal)
+    end_of_input = threading.Event()
     reader = threading.Thread(
-        target=_read_prompts, args=(stdin or sys.stdin, control, args.transition, say), daemon=True
+        target=_read_prompts,
+        args=(stdin or sys.stdin, control, args.transition, say, end_of_input),
+        daemon=True,
     )
     say(
         f"live {preset.name} {valid.width}x{valid.height} @ {valid.fps} fps -> {args.out}; one line = a new prompt"
@@ -112,8 +113,8 @@ def run_live_cli(args, stdin=None, say=print) -> int:
     start = time.perf_counter()
     with stop_on_signals(what=str(args.out)) as stop:
 
-        def poll() -> None:
-            if stop.requested and not control.stop_requested:
+        def poll() -> None:  # between chunks: a signal or the end of input stops after the chunk made
+            if (stop.requested or end_of_input.is_set()) and not control.stop_requested:
                 control.stop()
 
         with open_video_writer(args.out, valid.fps) as writer, BackgroundFrameWriter(writer) as sink:
