@@ -505,6 +505,18 @@ def sample_video(
         return SampledVideo(to_raw(torch.cat(latents, dim=2)), fps)
 
 
+def pipeline_factory(dit: LoadedDiT, model, preset):
+    """What makes a job's pipeline (kept in ``dit.warm``) with Load Wan DiT's speed options (the
+    Streaming AR Sampler and the Live Sampler alike)."""
+    from wan_core.rollout.pipeline import StreamingPipeline
+
+    o = dit.options
+    return lambda: StreamingPipeline(
+        model, preset, cuda_graphs=o.cuda_graphs, compile=o.compile, fuse_qkv=o.fuse_qkv,
+        overlap_decode=o.overlap_decode, missing_inputs="warn",
+    )  # fmt: skip
+
+
 def _sample_in_process(
     dit: LoadedDiT,
     cond: StreamConditioning,
@@ -517,7 +529,6 @@ def _sample_in_process(
     ``[1, C, n, h, w]`` on the host. ``residents``: the job's models, already on their device
     (``ResidentModel.using``)."""
     from wan_core.rollout.frame_writer import BackgroundFrameWriter
-    from wan_core.rollout.pipeline import StreamingPipeline
 
     p = valid.preset
     model = dit.model
@@ -554,18 +565,7 @@ def _sample_in_process(
     # kept between jobs: a job of the same preset / window / models starts on the previous job's KV
     # cache and CUDA graphs (warm_rollout.py); the job's own encoder / decoder / callbacks come with rebind
     key = (p, None if dit_low_noise is None else weakref.ref(dit_low_noise.model))
-    pipe = dit.warm.acquire(
-        key,
-        lambda: StreamingPipeline(
-            model,
-            p,
-            cuda_graphs=dit.options.cuda_graphs,
-            compile=dit.options.compile,
-            fuse_qkv=dit.options.fuse_qkv,
-            overlap_decode=dit.options.overlap_decode,
-            missing_inputs="warn",
-        ),
-    )
+    pipe = dit.warm.acquire(key, pipeline_factory(dit, model, p))
     first = cond.segments[0]
     # No host sync per chunk on CUDA: latents go to pinned memory asynchronously (one sync at the end);
     # the preview (decoded by the pipeline, on a side stream when overlap_decode is on) is turned into

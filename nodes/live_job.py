@@ -28,6 +28,7 @@ from .core_bridge import (
     _previews_in_background,
     _prompt_cache,
     _to_host_async,
+    pipeline_factory,
     text_encoder_device,
 )
 from .live_jobs import JOBS
@@ -59,6 +60,22 @@ def max_chunks_for(max_seconds: float, fps: float, latent_frames_per_chunk: int)
     pixel_frames = max(1, math.ceil(max_seconds * fps))
     latent = 1 + math.ceil((pixel_frames - 1) / 4)
     return max(1, math.ceil(latent / latent_frames_per_chunk))
+
+
+def queuing_client_id() -> str:
+    """The ``client_id`` of the client that queued the running prompt: the job's events (its token,
+    frames and prompts) go to that websocket only. Without one ComfyUI would broadcast them to every
+    connected client, so the job is refused."""
+    from server import PromptServer
+
+    client_id = PromptServer.instance.client_id
+    if not isinstance(client_id, str) or not client_id:
+        raise ValueError(
+            f"{LIVE_SAMPLER}: this prompt was queued without a client_id, so its live stream (frames, "
+            "prompts and steering token) would go to every connected client. Queue it from the ComfyUI "
+            'page, or give "client_id" (the clientId of your websocket) in POST /prompt.'
+        )
+    return client_id
 
 
 class PromptEncoder:
@@ -100,10 +117,14 @@ class PromptEncoder:
 class _Events:
     """What the job tells the player (progress per step, each chunk's frames, prompts, the end)."""
 
-    def __init__(self, node_id, prompt_id, fps: float, steps_per_chunk: int, max_chunks: int | None):
+    def __init__(
+        self, client_id: str, node_id, prompt_id, fps: float, steps_per_chunk: int, max_chunks: int | None
+    ):
+        if not client_id:  # sid None would broadcast to every websocket
+            raise ValueError(f"{LIVE_SAMPLER}: live events need the queuing client's id")
         import comfy.utils
 
-        self.node_id, self.prompt_id, self.fps = node_id, prompt_id, fps
+        self.client_id, self.node_id, self.prompt_id, self.fps = client_id, node_id, prompt_id, fps
         self.steps_per_chunk, self.max_chunks = steps_per_chunk, max_chunks
         self.frames_sent = 0
         self.chunks_sent = 0
@@ -111,7 +132,10 @@ class _Events:
         self.bar = comfy.utils.ProgressBar(total, node_id=node_id)
 
     def send(self, event: str, **data) -> None:
-        rt._send(event, {"node": self.node_id, "prompt_id": self.prompt_id, **data})
+        from server import PromptServer
+
+        data = {"node": self.node_id, "prompt_id": self.prompt_id, **data}
+        PromptServer.instance.send_sync(event, data, self.client_id)
 
     def step(self, chunk: int, step: int, state: str) -> None:  # step: 1-based within the chunk
         if self.max_chunks is None:
@@ -173,6 +197,7 @@ def run_live(
     text_encoder_device: str = "auto",
 ) -> tuple[torch.Tensor, float]:
     """The live job; returns (raw latent ``[1, C, T, h, w]`` of the chunks shown, fps)."""
+    client_id = queuing_client_id()  # before any model work
     from wan_core.live import INTERPOLATIONS
     from wan_core.rollout.request import VideoRequest
     from wan_core.vae.latent_norm import to_raw
@@ -199,19 +224,26 @@ def run_live(
     residents = [dit.resident, preview_vae.resident, image.vae.resident if image is not None else None]
     with _errors_named(LIVE_SAMPLER), ResidentModel.using(*residents, keep=dit.warm.handles()):
         latents = _run_in_process(
-            dit, cond, valid, preview_vae, residents, max_chunks, interpolation, text_encoder_device
+            dit,
+            cond,
+            valid,
+            preview_vae,
+            residents,
+            max_chunks,
+            interpolation,
+            text_encoder_device,
+            client_id,
         )
     rt.release_memory()
     return to_raw(latents), float(valid.fps)
 
 
-def _run_in_process(dit, cond, valid, preview_vae, residents, max_chunks, interpolation, encoder_choice):
-    from server import PromptServer
-
+def _run_in_process(
+    dit, cond, valid, preview_vae, residents, max_chunks, interpolation, encoder_choice, client_id: str
+):
     from wan_core.live import LiveControl, LiveLoop
     from wan_core.live.spool import LatentSpool
     from wan_core.rollout.frame_writer import BackgroundFrameWriter
-    from wan_core.rollout.pipeline import StreamingPipeline
     from wan_core.vae.stream import rollout_decoder
 
     p = valid.preset
@@ -220,7 +252,6 @@ def _run_in_process(dit, cond, valid, preview_vae, residents, max_chunks, interp
     vae_encoder = None if encoder_vae is None or encoder_vae.is_taehv else _encoder_on_device(encoder_vae)
     clip_features = image.clip_features if image is not None else None
     prompt_id, node_id = rt.executing_ids()
-    client_id = PromptServer.instance.client_id
     box: dict = {}
 
     def on_step(done: int, total, chunk: int) -> None:
@@ -228,16 +259,7 @@ def _run_in_process(dit, cond, valid, preview_vae, residents, max_chunks, interp
         if events is not None:
             events.step(chunk, done - chunk * events.steps_per_chunk, control.state)
 
-    pipe = dit.warm.acquire(
-        (p, None),
-        lambda: StreamingPipeline(
-            dit.model,
-            p,
-            cuda_graphs=dit.options.cuda_graphs,
-            compile=dit.options.compile,
-            missing_inputs="warn",
-        ),
-    )
+    pipe = dit.warm.acquire((p, None), pipeline_factory(dit, dit.model, p))  # the sampler's speed options
     encoder = PromptEncoder(cond.encoder_path, encoder_choice, dit.device)
     job = None
     try:
@@ -265,7 +287,7 @@ def _run_in_process(dit, cond, valid, preview_vae, residents, max_chunks, interp
             refusal = str(e)
         control = LiveControl(switch_refusal=refusal)
         steps_per_chunk = pipe.scheme.total_steps(1)
-        events = _Events(node_id, prompt_id, float(valid.fps), steps_per_chunk, max_chunks)
+        events = _Events(client_id, node_id, prompt_id, float(valid.fps), steps_per_chunk, max_chunks)
         box.update(events=events, control=control)
         job = JOBS.start(prompt_id, client_id, node_id, control)
         events.send(
