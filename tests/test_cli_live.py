@@ -95,3 +95,48 @@ def test_sigint_keeps_the_frames_so_far(models_dir, tmp_path):
     rest, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, "".join(lines) + rest
     assert "kept" in rest and _frames(out) > 0
+
+
+def test_webp_refused_before_loading(tmp_path, capsys):
+    out = tmp_path / "x.WebP"
+    rc = main(_args(tmp_path / "no_models", out))
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot be written as .webp" in err and "use .mp4 for endless streams" in err
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_prompt_embeddings_kept_are_bounded():
+    import torch
+
+    from wan_core.live.prompt_cache import EncodedPrompts
+
+    encoded = []
+
+    def encode(text):
+        encoded.append(text)
+        return torch.zeros(1, 2, 4)
+
+    prompts = EncodedPrompts(encode, capacity=16)
+    for i in range(40):
+        prompts(f"line {i}")
+    assert len(prompts) == 16 and len(encoded) == 40
+    prompts("line 39")  # recent: kept, not encoded again
+    prompts("line 0")  # long gone: encoded again
+    assert encoded[40:] == ["line 0"] and len(prompts) == 16
+
+
+def test_the_cli_keeps_a_bounded_set_of_prompts(models_dir, tmp_path, monkeypatch):
+    from wan_core.__main__ import build_parser
+    from wan_core.live import cli, prompt_cache
+
+    made = []
+
+    class Recorded(prompt_cache.EncodedPrompts):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            made.append(self)
+
+    monkeypatch.setattr(prompt_cache, "EncodedPrompts", Recorded)
+    args = build_parser().parse_args(_args(models_dir, tmp_path / "b.mp4", "--max-chunks", "2"))
+    assert cli.run_live_cli(args, stdin=_lines_then_wait("a snowy owl\n"), say=lambda *a, **k: None) == 0
+    assert [p.capacity for p in made] == [cli.PROMPTS_KEPT] and 1 <= len(made[0]) <= cli.PROMPTS_KEPT

@@ -11,7 +11,9 @@ import sys
 import threading
 import time
 
-__all__ = ["add_live_parser", "run_live_cli"]
+__all__ = ["add_live_parser", "run_live_cli", "PROMPTS_KEPT"]
+
+PROMPTS_KEPT = 16  # distinct prompt lines whose embeddings stay on the device
 
 
 def add_live_parser(sub) -> None:
@@ -23,7 +25,7 @@ def add_live_parser(sub) -> None:
     p.add_argument("--prompt", required=True, help="the first prompt")
     p.add_argument("--models-dir", required=True)
     p.add_argument("--download", action="store_true")
-    p.add_argument("--out", default="live.mp4", help=".mp4 (PyAV) or .webp")
+    p.add_argument("--out", default="live.mp4", help=".mp4 (PyAV; an endless stream cannot be a .webp)")
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--width", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
@@ -54,6 +56,17 @@ def _read_prompts(stream, control, transition: int, say, end_of_input: threading
     end_of_input.set()
 
 
+def _refuse_webp(out) -> None:
+    """An animated WebP is one RIFF chunk with a 32-bit size (at most 4 GiB) and is written at close:
+    an endless stream past that size would lose the whole video, so the live CLI writes .mp4 only."""
+    if str(out).lower().endswith(".webp"):
+        raise ValueError(
+            f"--out {out}: a live stream cannot be written as .webp (an animated WebP is at most 4 GiB and "
+            "is only written when it closes, so an endless stream could lose the whole video); use .mp4 "
+            "for endless streams"
+        )
+
+
 def run_live_cli(args, stdin=None, say=print) -> int:
     import torch
 
@@ -67,7 +80,9 @@ def run_live_cli(args, stdin=None, say=print) -> int:
 
     from .control import LiveControl
     from .loop import LiveLoop
+    from .prompt_cache import EncodedPrompts
 
+    _refuse_webp(args.out)
     valid = VideoRequest(
         preset=args.preset, prompt=args.prompt, width=args.width, height=args.height, endless=True,
         seed=args.seed, output=args.out,
@@ -84,12 +99,11 @@ def run_live_cli(args, stdin=None, say=print) -> int:
     files = resolve_files(preset, args.models_dir, decoder=args.decoder, download=args.download)
     encoder = load_umt5(files["text_encoder"], device=device)  # resident: every new line is encoded at once
     tokenizer = load_tokenizer(files["text_encoder"])
-    cache: dict[str, torch.Tensor] = {}
 
-    def encode(text: str) -> torch.Tensor:
-        if text not in cache:
-            cache[text] = encode_prompts(encoder, tokenizer, [text])[0].float()[None].to(device)
-        return cache[text]
+    def encode_line(text: str) -> torch.Tensor:  # [1, L, 4096] on the device
+        return encode_prompts(encoder, tokenizer, [text])[0].float()[None].to(device)
+
+    encode = EncodedPrompts(encode_line, capacity=PROMPTS_KEPT)  # bounded: the stream has no end
 
     pipe = build_pipeline(preset, files, device=device, decoder=args.decoder, rope="auto")
     context = encode(valid.prompt)
