@@ -202,11 +202,11 @@ class WanStreamLivePlayer {
 
   // -- steering ----------------------------------------------------------------------------------
   async post(action, body = {}) {
-    if (!this.promptId) return null;
+    if (!this.promptId || !this.token) return null; // the token (from wanstream.live.start) is the only credential
     const res = await api.fetchApi(`/wanstream/live/${encodeURIComponent(this.promptId)}/${action}`, {
       method: "POST",
-      headers: { "Content-Type": "application/json", "X-WanStream-Token": this.token ?? "" },
-      body: JSON.stringify({ ...body, client_id: api.clientId }),
+      headers: { "Content-Type": "application/json", "X-WanStream-Token": this.token },
+      body: JSON.stringify(body),
     });
     const data = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
     this.message.textContent = res.ok ? "" : data.error || `HTTP ${res.status}`;

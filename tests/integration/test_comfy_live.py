@@ -1,5 +1,6 @@
 """The live stream on the real server, steered over its HTTP API (tiny models, CPU): only the client
-that queued it (or its token) may steer or stop it; bad requests (too long, bad JSON, a wrong job,
+that queued it, with its token, may steer, stop or read it (a client_id is no credential: /queue shows
+it); a live job queued without a client_id is refused before it runs; bad requests (too long, bad JSON, a wrong job,
 after the end) get a 4xx with a JSON error and the stream goes on; a prompt applies from the chunk
 the answer names (latents equal a no-steering run before it, differ after); pause holds it; stop
 ends the job normally with an mp4 of exactly the frames sent to the player; the next live job starts
@@ -8,7 +9,10 @@ on the kept rollout; /interrupt discards."""
 from __future__ import annotations
 
 import io
+import json
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import av
@@ -24,6 +28,18 @@ def _frames_in_mp4(data: bytes) -> int:
 
 def _previews(ws, prompt_id):
     return [m.data for m in ws.of("wanstream.live.preview", prompt_id)]
+
+
+def _status(url, prompt_id, token=None, query=""):
+    """GET /wanstream/live/<id> -> (HTTP status, JSON reply)."""
+    req = urllib.request.Request(f"{url}/wanstream/live/{prompt_id}{query}")
+    if token is not None:
+        req.add_header("X-WanStream-Token", token)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
 
 
 def _wait_previews(ws, prompt_id, n, timeout=120.0):
@@ -52,7 +68,11 @@ def steered_run(comfy_server):
         r["other_pause"] = steer(url, pid, "pause", other)
         r["no_id"] = steer(url, pid, "stop", {})
         r["bad_token"] = steer(url, pid, "stop", {"token": "x" * 20})
-        mine = {"client_id": owner.client_id}
+        # the owner's client_id is public (GET /queue shows it): it steers nothing, reads nothing
+        r["owner_client_id_stop"] = steer(url, pid, "stop", {"client_id": owner.client_id})
+        r["owner_client_id_status"] = _status(url, pid, query=f"?client_id={owner.client_id}")
+        r["no_token_status"] = _status(url, pid)
+        mine = {"token": token}
         r["too_long"] = steer(url, pid, "prompt", {**mine, "prompt": "a" * 3000})
         r["huge_body"] = steer(url, pid, "prompt", b'{"prompt": "' + b"a" * 20000 + b'"}')
         r["bad_json"] = steer(url, pid, "prompt", b"{not json", headers={"X-WanStream-Token": token})
@@ -62,7 +82,7 @@ def steered_run(comfy_server):
         before = len(_previews(ws, pid))
         _wait_previews(ws, pid, before + 2)  # the stream went on
         out["after_refusals"] = len(_previews(ws, pid)) - before
-        # a prompt, with the token (a headless client's way), then a blended one from its client id
+        # a prompt with the token as header, then a blended one with it as body field
         out["switch"] = steer(
             url, pid, "prompt", {"prompt": "a balloon over the sea"}, {"X-WanStream-Token": token}
         )
@@ -78,7 +98,7 @@ def steered_run(comfy_server):
         held = len(_previews(ws, pid))
         time.sleep(1.5)
         out["paused_growth"] = len(_previews(ws, pid)) - held
-        out["status"] = owner.get(f"/wanstream/live/{pid}?client_id={owner.client_id}")
+        out["status"] = _status(url, pid, token)[1]
         out["resume"] = steer(url, pid, "resume", mine)
         _wait_previews(ws, pid, held + 1)
         out["stop"] = steer(url, pid, "stop", {"token": token})
@@ -94,7 +114,9 @@ def steered_run(comfy_server):
 
 def test_other_clients_cannot_steer_or_stop(steered_run):
     r = steered_run["refusals"]
-    for case in ("other_prompt", "other_stop", "other_pause", "no_id", "bad_token"):
+    cases = ("other_prompt", "other_stop", "other_pause", "no_id", "bad_token", "owner_client_id_stop",
+             "owner_client_id_status", "no_token_status")  # fmt: skip
+    for case in cases:
         status, body = r[case]
         assert status == 403, (case, status, body)
         assert body["code"] == "forbidden" and "client that queued" in body["error"]
@@ -175,5 +197,18 @@ def test_interrupt_discards_the_live_job(comfy_server):
         ws.wait_for(lambda m: m.type == "execution_interrupted" and m.data.get("prompt_id") == pid, 60)
         entry = client.wait(pid, timeout=60) if client.history(pid) else None
     assert entry is None or SAVE not in (entry.get("outputs") or {})
-    status, body = steer(comfy_server.url, pid, "stop", {"client_id": client.client_id})
+    status, body = steer(comfy_server.url, pid, "stop", {"token": "any"})
     assert status == 409 and "has ended" in body["error"]
+
+
+def test_a_live_job_queued_without_client_id_is_refused(comfy_server):
+    from comfy_client import ComfyClient
+
+    client = ComfyClient(comfy_server.url)
+    reply = client.request("POST", "/prompt", {"prompt": live_prompt("live_no_client", max_seconds=1.0)})
+    entry = client.wait(reply["prompt_id"], timeout=120)
+    assert entry["status"]["status_str"] == "error"
+    errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    assert errors and "queued without a client_id" in errors[0]["exception_message"]
+    assert "POST /prompt" in errors[0]["exception_message"]
+    assert SAVE not in (entry.get("outputs") or {})
