@@ -73,7 +73,11 @@ try {
     await page.click(`${root} button[data-action=stop]`);
     await waitFor((id) => app.graph.getNodeById(id).wanStreamLive.element.dataset.ended === "true", id);
     await waitFor(() => window.__events.length > 0, null);
-    await page.waitForTimeout(1500); // the player plays out its buffer
+    // the player plays out its buffer (catch-up playback: a backlog of hundreds of frames takes seconds)
+    await waitFor((id) => {
+      const d = app.graph.getNodeById(id).wanStreamLive.element.dataset;
+      return d.shown === d.received;
+    }, id, 90000);
     results.final = await dataset(id);
     results.events = await page.evaluate(() => window.__events);
     results.first_applies = first;
