@@ -61,6 +61,7 @@ CONTEXT_PARALLEL_MODES = ("ulysses", "ring")
 SEED_LIMIT = 2**64  # ComfyUI's seed widget range: 0 .. 2**64 - 1
 DEFAULT_ROPE_POSITIONS = 1024  # WanDiTConfig.rope_max_positions of every Wan DiT
 MAX_STEPS = 1000  # flow-matching training timesteps
+MIN_FPS, MAX_FPS = 0.001, 1000  # the writers' range: a WebP frame lasts a whole number of ms
 
 
 # -- interface words ----------------------------------------------------------------------------------
@@ -272,7 +273,7 @@ class VideoRequest:
     steps: int | None = None
     guidance: float | None = None
     negative_prompt: Any = None
-    fps: int | None = None
+    fps: float | None = None  # whole or fractional
     output: str | os.PathLike | None = None
     gpus: int = 1
     context_parallel: str | None = None
@@ -314,7 +315,7 @@ class ValidatedRequest:
     prompt_switches: Mapping  # chunk -> prompt, sorted by chunk
     image: Any
     negative_prompt: Any
-    fps: int
+    fps: float
     output: Path | None
     gpus: int
     context_parallel: str | None  # None on one process
@@ -758,7 +759,7 @@ class _Validation:
                 fixed, f"use {fixed} ({{size_fix}})", "image.size",
             )  # fmt: skip
 
-    def _fps(self) -> int:
+    def _fps(self) -> float:
         fps = self.base.fps if self.req.fps is None else self.req.fps
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
             self.fail(
@@ -769,6 +770,14 @@ class _Validation:
                 f"the preset's {{fps}}: {self.base.fps}",
                 "fps.range",
             )
+        if not MIN_FPS <= fps <= MAX_FPS:
+            fixed = min(max(fps, MIN_FPS), MAX_FPS)
+            self.fail(
+                "fps", fps,
+                f"must be from {MIN_FPS:g} to {MAX_FPS:g} (a frame lasts 1 ms to 1000 s in a WebP; whole or "
+                "fractional, e.g. 0.5 or 29.97)",
+                fixed, f"nearest valid {{fps}}: {fixed:g}", "fps.range",
+            )  # fmt: skip
         return fps
 
     def _output(self) -> Path | None:
