@@ -75,7 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="DiT dtype (default bf16 on CUDA, fp32 on CPU)",
     )
-    g.add_argument("--attention", default="auto", help="auto | sdpa | sage | flash")
+    g.add_argument(
+        "--attention",
+        default="auto",
+        choices=("auto", "sdpa", "sage", "flash"),
+        help="auto: FlashAttention 3, else SageAttention >= 2, else SDPA; sage / flash need CUDA",
+    )
     g.add_argument(
         "--weights",
         choices=("auto", "generator", "generator_ema"),

@@ -125,6 +125,7 @@ CLI_WORDS = Words(
         "fps": "--fps",
         "output": "--out",
         "device": "--device",
+        "attention": "--attention",
         "gpus": "torchrun --nproc_per_node",
         "context_parallel": "--context-parallel",
     },
