@@ -754,11 +754,16 @@ class _Validation:
             )  # fmt: skip
         ih, iw = int(shape[-2]), int(shape[-1])
         if (iw, ih) != (width, height):
-            name, value, fixed = ("width", width, iw) if iw != width else ("height", height, ih)
-            self.fail(
-                name, value, f"the start image is encoded at {iw}x{ih}, but the video is set to {width}x{height}",
-                fixed, f"use {fixed} ({{size_fix}})", "image.size",
-            )  # fmt: skip
+            st_h, st_w = p.vae_stride[1] * p.patch_size[1], p.vae_stride[2] * p.patch_size[2]
+            fix_w, fix_h = nearest_multiple(iw, st_w), nearest_multiple(ih, st_h)
+            name, value, fixed = ("width", width, fix_w) if iw != width else ("height", height, fix_h)
+            rule = f"the start image is encoded at {iw}x{ih}, but the video is set to {width}x{height}"
+            if (fix_w, fix_h) != (iw, ih):  # the image's own size is no valid video size
+                rule += (
+                    f"; {iw}x{ih} is no valid size of preset {p.name} (multiples of {st_w} x {st_h}): "
+                    f"resize the image to {fix_w}x{fix_h}"
+                )
+            self.fail(name, value, rule, fixed, f"use {fixed} ({{size_fix}})", "image.size")
 
     def _fps(self) -> float:
         fps = self.base.fps if self.req.fps is None else self.req.fps
