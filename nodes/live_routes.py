@@ -1,15 +1,13 @@
 """The HTTP API that steers a running live stream (docs/live.md), added to ComfyUI's server routes.
 
-    POST /wanstream/live/{prompt_id}/prompt   {"prompt": "...", "transition_chunks": 0}
-    POST /wanstream/live/{prompt_id}/pause
-    POST /wanstream/live/{prompt_id}/resume
-    POST /wanstream/live/{prompt_id}/stop
-    GET  /wanstream/live/{prompt_id}
+    POST /wanstream/live/{prompt_id}/prompt   {"prompt": "...", "transition_chunks": 0, "client_id"|"token"}
+    POST /wanstream/live/{prompt_id}/pause    {"client_id"|"token"}
+    POST /wanstream/live/{prompt_id}/resume   {"client_id"|"token"}
+    POST /wanstream/live/{prompt_id}/stop     {"client_id"|"token"}
+    GET  /wanstream/live/{prompt_id}?client_id=...   (or header X-WanStream-Token)
 
-Every route needs the job's token: header ``X-WanStream-Token`` (or, in a POST body, field ``token``).
 Answers are JSON; a refusal is a 4xx with ``{"error": message, "code": word}`` and the stream goes on.
-Bodies are at most ``MAX_BODY_BYTES``, read to their end (a body may come in several TCP segments,
-with or without a Content-Length).
+Bodies are at most ``MAX_BODY_BYTES``.
 """
 
 from __future__ import annotations
@@ -30,43 +28,27 @@ TOKEN_HEADER = "X-WanStream-Token"
 _registered: set[int] = set()
 
 
-def _too_large() -> SteeringError:
-    return SteeringError(413, "body.too_large", f"request body over {MAX_BODY_BYTES} bytes")
-
-
-async def _read_capped(request) -> bytes:
-    """The whole body, up to ``MAX_BODY_BYTES`` (``StreamReader.read(n)`` returns only what has
-    arrived: read until its end)."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise _too_large()
-    raw = bytearray()
-    while len(raw) <= MAX_BODY_BYTES:
-        part = await request.content.read(MAX_BODY_BYTES + 1 - len(raw))
-        if not part:
-            break
-        raw += part
-    if len(raw) > MAX_BODY_BYTES:
-        raise _too_large()
-    return bytes(raw)
-
-
 async def _body(request) -> dict:
-    raw = await _read_capped(request)
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise SteeringError(413, "body.too_large", f"request body over {MAX_BODY_BYTES} bytes")
+    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise SteeringError(413, "body.too_large", f"request body over {MAX_BODY_BYTES} bytes")
     if not raw.strip():
         return {}
     try:
         body = json.loads(raw)
-    except (ValueError, RecursionError) as e:  # bad JSON / UTF-8, an int over Python's digit limit, deep nesting
-        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)
-        raise SteeringError(400, "body.json", f"request body is not JSON: {reason}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SteeringError(400, "body.json", f"request body is not JSON: {e}") from None
     if not isinstance(body, dict):
         raise SteeringError(400, "body.json", "request body must be a JSON object")
     return body
 
 
 def _job(request, body: dict, jobs: LiveJobs):
-    token = request.headers.get(TOKEN_HEADER) or body.get("token")
-    return jobs.authorize(request.match_info["prompt_id"], token=token)
+    token = request.headers.get(TOKEN_HEADER) or body.get("token") or request.query.get("token")
+    client_id = body.get("client_id") or request.query.get("client_id") or request.query.get("clientId")
+    return jobs.authorize(request.match_info["prompt_id"], client_id=client_id, token=token)
 
 
 def make_handlers(jobs: LiveJobs = JOBS):
@@ -87,7 +69,7 @@ def make_handlers(jobs: LiveJobs = JOBS):
         return handle
 
     def prompt(job, body):
-        unknown = sorted(set(body) - {"prompt", "transition_chunks", "token"})
+        unknown = sorted(set(body) - {"prompt", "transition_chunks", "client_id", "token"})
         if unknown:
             raise SteeringError(400, "body.unknown", f"unknown fields: {', '.join(unknown)}")
         req = job.control.set_prompt(body.get("prompt"), body.get("transition_chunks", 0))

@@ -341,11 +341,13 @@ class _Validation:
         self.warnings: list[str] = []
 
     # failures ------------------------------------------------------------------------------------------
-    def fail(self, field: str, value, rule: str, valid, advice: str, code: str) -> None:
+    def fail(self, field: str, value, rule: str, valid, advice: str, code: str) -> bool:
+        """Raise the broken rule, or (a ``warn_only`` rule) record it and return True: the caller then
+        drops the value, as the interface did before the rule existed."""
         err = RequestError(field, value, rule, valid, advice, code, self.words)
         if code in self.words.warn_only:
             self.warnings.append(str(err))
-            return
+            return True
         raise err
 
     def _preset(self, preset) -> RolloutPreset:
@@ -536,23 +538,26 @@ class _Validation:
         p, req = self.base, self.req
         n = p.frames_per_chunk
         over = []
-        for name, value in (("window", req.window), ("sink", req.sink)):
+        given = {"window": req.window, "sink": req.sink}
+        for name, value in given.items():
             if value is None:
                 continue
             if not p.is_autoregressive:
+                given[name] = None  # reached only where the rule warns: the value is not used
                 self.fail(
                     name, value,
                     f"preset {p.name} generates the whole video at once; every frame attends to every frame",
                     None, f"leave {{{name}}} out", f"{name}.whole_video",
                 )  # fmt: skip
-            if self.rolling:
+            elif self.rolling:
+                given[name] = None
                 self.fail(
                     name, value,
                     f"Rolling Forcing attends to its own fixed window ({len(p.schedule)} chunks at staggered "
                     "noise levels, an anchor and the last clean frames)",
                     None, f"leave {{{name}}} out", f"{name}.rolling_forcing",
                 )  # fmt: skip
-        window, sink = req.window, req.sink
+        window, sink = given["window"], given["sink"]
         least = max(n, p.kv_recompute_frames + n if p.kv_recompute_frames else n)
         if window is not None:
             if not _is_int(window) or window < least:
@@ -577,11 +582,13 @@ class _Validation:
                     "sink.range",
                 )
             if p.kv_recompute_frames and sink:
-                self.fail(
+                dropped = self.fail(
                     "sink", sink, "Krea's KV recompute keeps no sink frames (it rebuilds the cache every chunk)",
                     0, "use {sink} 0 or leave it out", "sink.kv_recompute",
                 )  # fmt: skip
-            over.append(("sink_frames", sink))
+                sink = None if dropped else sink
+            if sink is not None:
+                over.append(("sink_frames", sink))
         preset = p.with_overrides(**dict(over)) if over else p
         return preset, over
 
