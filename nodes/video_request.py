@@ -49,7 +49,17 @@ SAMPLER_WORDS = Words(
         "length_fix": "more frames",
         "image_fix": "a start image: conditioning from I2V Control Encode",
     },
-    warn_only=frozenset({"negative_prompt.unused"}),
+    # rules the previous release's sampler ignored silently (saved workflows keep running, with a warning)
+    warn_only=frozenset(
+        {
+            "negative_prompt.unused",
+            "window.whole_video",
+            "sink.whole_video",
+            "window.rolling_forcing",
+            "sink.rolling_forcing",
+            "sink.kv_recompute",
+        }
+    ),
 )
 
 ENCODE_PROMPT_WORDS = Words(

@@ -20,6 +20,12 @@ def hub_module(hf_hub_download, content) -> types.SimpleNamespace:
             commit_hash=COMMIT, etag=hashlib.sha256(data).hexdigest(), size=len(data), location=str(url)
         )
 
+    def pinned_download(repo_id, filename, local_dir, revision=None):
+        """The test's ``hf_hub_download``, served only at the commit the metadata named (or ``main``)."""
+        if revision not in (None, "main", COMMIT):
+            raise FileNotFoundError(f"{repo_id} has no revision {revision}")
+        return hf_hub_download(repo_id=repo_id, filename=filename, local_dir=local_dir)
+
     return types.SimpleNamespace(
-        hf_hub_download=hf_hub_download, hf_hub_url=hf_hub_url, get_hf_file_metadata=get_hf_file_metadata
+        hf_hub_download=pinned_download, hf_hub_url=hf_hub_url, get_hf_file_metadata=get_hf_file_metadata
     )

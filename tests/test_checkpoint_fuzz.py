@@ -94,3 +94,30 @@ def test_fuzz_originals_are_readable(originals, tmp_path):
         p = tmp_path / (name + (".pt" if "zip" in name or "legacy" in name else ".safetensors"))
         p.write_bytes(data_by_name[name])
         assert len(open_checkpoint(p)) > 0
+
+
+@pytest.mark.parametrize("depth", [100_000, 4])
+def test_a_deeply_nested_safetensors_header_is_refused(tmp_path, depth):
+    """``{"a":`` and many ``[``: the JSON parser's recursion must not escape as ``RecursionError``."""
+    raw = b'{"a":' + b"[" * depth
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw)
+    with pytest.raises(CheckpointError, match="nested deeper") as info:
+        open_checkpoint(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_deeply_nested_shard_index_is_refused(tmp_path):
+    path = tmp_path / "model.safetensors.index.json"
+    path.write_bytes(b'{"weight_map":' + b"[" * 100_000)
+    with pytest.raises(CheckpointError, match="not a valid sharded-checkpoint index"):
+        open_checkpoint(path)
+
+
+def test_a_closed_deep_header_is_refused_too(tmp_path):
+    """Well-formed JSON nested past the format's 3 levels (which ``json.loads`` would parse)."""
+    raw = b'{"a":{"shape":[[[1]]],"dtype":"F32","data_offsets":[0,4]}}'
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + b"\0" * 4)
+    with pytest.raises(CheckpointError, match="nested deeper"):
+        open_checkpoint(path)

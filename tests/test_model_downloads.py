@@ -187,3 +187,14 @@ def test_a_pinned_revision_is_what_is_fetched_and_checked(hub, tmp_path):
     gone = replace(SPEC, revision="f" * 40, name="other.pt")
     with pytest.raises(MissingModelFileError, match=f"(?s)download failed.*not in {SPEC.repo} at f{{40}}"):
         ensure_model_file(tmp_path, gone, download=True, log=lambda *_: None)
+
+
+def test_the_file_is_fetched_at_the_commit_its_metadata_named(hub, tmp_path):
+    """A spec at ``main``: the metadata is read at ``main``, the file at the commit that answer named
+    (a push to ``main`` in between cannot swap in bytes other than the ones checked)."""
+    other = "fedcba9876543210fedcba9876543210fedcba98"
+    hub.add(SPEC.repo, SPEC.repo_path, DATA, commit=other)
+    assert SPEC.revision in (None, "main")
+    assert ensure_model_file(tmp_path, SPEC, download=True, log=lambda *_: None).read_bytes() == DATA
+    gets = [path for method, path in hub.requests if method == "GET"]
+    assert gets == [f"/{SPEC.repo}/resolve/{other}/{SPEC.repo_path}"], hub.requests

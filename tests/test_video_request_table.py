@@ -475,3 +475,21 @@ def test_a_request_error_survives_pickling():
         VideoRequest("self-forcing-1.3b", width=30).validate(words=CLI_WORDS)
     again = pickle.loads(pickle.dumps(info.value))
     assert str(again) == str(info.value) and (again.field, again.valid) == ("width", 32)
+
+
+def test_the_image_size_suggestion_is_a_valid_size_itself():
+    """A 500x300 start image with the video at 832x480: the suggestion is rounded to the preset's
+    stride x patch (16), never the image's own invalid 500, and never 0."""
+    with pytest.raises(RequestError) as info:
+        VideoRequest(I2V, frames=5, image=torch.zeros(1, 3, 300, 500), width=832, height=480).validate()
+    err = info.value
+    assert (err.field, err.code, err.valid) == ("width", "image.size", 496)
+    assert "resize the image to 496x304" in str(err) and "use 496" in str(err)
+    image = torch.zeros(1, 3, 304, 496)
+    VideoRequest(I2V, frames=5, image=image, width=err.valid, height=304).validate()  # a valid size
+    with pytest.raises(RequestError) as info:
+        VideoRequest(I2V, frames=5, image=torch.zeros(1, 3, 480, 5), width=832, height=480).validate()
+    assert info.value.valid == 16
+    with pytest.raises(RequestError) as info:  # a valid image size: the suggestion is that size, as before
+        VideoRequest(I2V, frames=5, image=torch.zeros(1, 3, 480, 640), width=832, height=480).validate()
+    assert info.value.valid == 640 and "no valid size" not in str(info.value)

@@ -15,6 +15,12 @@ import sys
 __all__ = ["main", "build_parser"]
 
 
+def _fps(text: str) -> int | float:
+    """``--fps``: a whole number stays an int (16, not 16.0, in messages), else a float (29.97)."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from wan_core.rollout.presets import PRESETS
 
@@ -50,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--width", type=int, default=None)
     g.add_argument("--seed", type=int, default=None, help="noise seed, 0 .. 2**64 - 1 (default 0)")
     g.add_argument("--out", default="out.mp4", help=".mp4 (PyAV) or .webp")
-    g.add_argument("--fps", type=int, default=None)
+    g.add_argument(
+        "--fps", type=_fps, default=None, help="frames per second, whole or fractional (e.g. 29.97)"
+    )
     g.add_argument(
         "--decoder", choices=("vae", "taehv"), default="vae", help="full Wan VAE or TAEHV (faster)"
     )
@@ -67,7 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="DiT dtype (default bf16 on CUDA, fp32 on CPU)",
     )
-    g.add_argument("--attention", default="auto", help="auto | sdpa | sage | flash")
+    g.add_argument(
+        "--attention",
+        default="auto",
+        choices=("auto", "sdpa", "sage", "flash"),
+        help="auto: FlashAttention 3, else SageAttention >= 2, else SDPA; sage / flash need CUDA",
+    )
     g.add_argument(
         "--weights",
         choices=("auto", "generator", "generator_ema"),

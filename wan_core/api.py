@@ -25,9 +25,21 @@ from typing import Any
 
 from .rollout.request import PYTHON_WORDS, RequestError, ValidatedRequest, VideoRequest, Words
 
-__all__ = ["RunOptions", "RunResult", "generate_video", "run_video", "load_start_image", "DTYPES"]
+__all__ = [
+    "RunOptions",
+    "RunResult",
+    "generate_video",
+    "run_video",
+    "load_start_image",
+    "check_attention",
+    "ATTENTION_CHOICES",
+    "DTYPES",
+]
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+ATTENTION_CHOICES = ("auto", "sdpa", "sage", "flash")  # wan_core.attention's BACKENDS and auto
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,20 @@ def load_start_image(valid: ValidatedRequest, words: Words = PYTHON_WORDS):
     return x.permute(2, 0, 1)[None]
 
 
+def check_attention(name: str, device, *, option: str = "attention") -> str:
+    """The attention backend ``name`` (auto / sdpa / sage / flash) resolves to on ``device``, checked
+    before any model file is looked up; ``ValueError`` naming ``option`` when it is unknown or not
+    usable there (sage / flash need CUDA and their package)."""
+    from .attention import resolve_backend
+
+    if not isinstance(name, str):
+        raise ValueError(f"{option} {name!r}: must be one of {' / '.join(ATTENTION_CHOICES)}")
+    try:
+        return resolve_backend(name, device)
+    except ValueError as e:
+        raise ValueError(f"{option} {name!r}: {e}") from None
+
+
 def run_video(
     valid: ValidatedRequest, options: RunOptions, *, say=print, words: Words = PYTHON_WORDS
 ) -> RunResult:
@@ -118,6 +144,7 @@ def run_video(
             f"use {{gpus}} {world}", "gpus.world", words,
         )  # fmt: skip
     device = resolve_device(options.device, option=words["device"])
+    check_attention(options.attention, device, option=words["attention"])
     image = load_start_image(valid, words)
     cp = init_context_parallel(valid.context_parallel)  # joins the torchrun group when WORLD_SIZE > 1
     if cp.distributed:

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import pickle
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -178,9 +179,12 @@ class Checkpoint:
 
     def _open_index(self, index_path: Path) -> None:
         try:
-            weight_map = json.loads(index_path.read_text())["weight_map"]
+            raw = index_path.read_bytes()
+            if not _nests_within(raw, _INDEX_DEPTH):
+                raise ValueError(f"JSON nested deeper than {_INDEX_DEPTH} levels, or unpaired brackets")
+            weight_map = json.loads(raw)["weight_map"]
             shards = sorted(set(weight_map.values()))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
             raise CheckpointError(f"{index_path}: not a valid sharded-checkpoint index ({e}).") from e
         for shard in shards:
             shard_path = index_path.parent / str(shard)
@@ -310,6 +314,26 @@ _ST_DTYPES = {
 }
 
 
+# JSON nesting: a safetensors header is {name: {"shape": [..], "data_offsets": [..]}} (3 levels); an
+# index is {"metadata": {..}, "weight_map": {..}}, metadata free-form (a few levels, 8 is generous)
+_HEADER_DEPTH, _INDEX_DEPTH = 3, 8
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_EMPTY_PAIR = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def _nests_within(raw: bytes, depth: int) -> bool:
+    """Whether the JSON text ``raw`` nests at most ``depth`` arrays / objects deep (checked before
+    ``json.loads``, whose recursion a deep text exhausts). Strings are blanked, every other byte but
+    the brackets dropped, then innermost pairs removed once per allowed level, at C speed."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    for _ in range(depth):
+        if not brackets:
+            return True
+        brackets = _EMPTY_PAIR.sub(b"", brackets)
+    return not brackets
+
+
 def _bad_header(p: Path, why: str) -> CheckpointError:
     return CheckpointError(
         f"{p}: a safetensors file with a bad header ({why}). It is corrupt or was not written by a "
@@ -328,9 +352,12 @@ def _safetensors_entries(p: Path, found: Found) -> dict[str, tuple[tuple[int, ..
                 "Delete it and download it again."
             )
         raw = f.read(n)
+    if not _nests_within(raw, _HEADER_DEPTH):
+        why = f"JSON nested deeper than the {_HEADER_DEPTH} levels of a safetensors header, or unpaired brackets"
+        raise _bad_header(p, why)
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise _bad_header(p, f"not valid JSON: {e}") from e
     if not isinstance(header, dict):
         raise _bad_header(p, "not a JSON object")

@@ -168,9 +168,10 @@ def download_verified(repo: str, repo_path: str, revision: str, dest: Path, log=
             )
     stage = staging_dir(folder, dest.name)
     shutil.rmtree(stage, ignore_errors=True)  # a killed earlier run's leftovers
-    pinned = {"revision": revision} if revision != "main" else {}
-    try:
-        got = Path(hf.hf_hub_download(repo_id=repo, filename=repo_path, local_dir=str(stage), **pinned))
+    try:  # at the commit the metadata named: a push to the branch in between cannot swap the file
+        got = Path(
+            hf.hf_hub_download(repo_id=repo, filename=repo_path, local_dir=str(stage), revision=want.commit)
+        )
         _check(got, want, log)
         os.replace(got, dest)  # the verified file takes its final name in one step
     except DownloadFailed:

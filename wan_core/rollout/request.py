@@ -61,6 +61,7 @@ CONTEXT_PARALLEL_MODES = ("ulysses", "ring")
 SEED_LIMIT = 2**64  # ComfyUI's seed widget range: 0 .. 2**64 - 1
 DEFAULT_ROPE_POSITIONS = 1024  # WanDiTConfig.rope_max_positions of every Wan DiT
 MAX_STEPS = 1000  # flow-matching training timesteps
+MIN_FPS, MAX_FPS = 0.001, 1000  # the writers' range: a WebP frame lasts a whole number of ms
 
 
 # -- interface words ----------------------------------------------------------------------------------
@@ -124,6 +125,7 @@ CLI_WORDS = Words(
         "fps": "--fps",
         "output": "--out",
         "device": "--device",
+        "attention": "--attention",
         "gpus": "torchrun --nproc_per_node",
         "context_parallel": "--context-parallel",
     },
@@ -272,7 +274,7 @@ class VideoRequest:
     steps: int | None = None
     guidance: float | None = None
     negative_prompt: Any = None
-    fps: int | None = None
+    fps: float | None = None  # whole or fractional
     output: str | os.PathLike | None = None
     gpus: int = 1
     context_parallel: str | None = None
@@ -314,7 +316,7 @@ class ValidatedRequest:
     prompt_switches: Mapping  # chunk -> prompt, sorted by chunk
     image: Any
     negative_prompt: Any
-    fps: int
+    fps: float
     output: Path | None
     gpus: int
     context_parallel: str | None  # None on one process
@@ -339,11 +341,13 @@ class _Validation:
         self.warnings: list[str] = []
 
     # failures ------------------------------------------------------------------------------------------
-    def fail(self, field: str, value, rule: str, valid, advice: str, code: str) -> None:
+    def fail(self, field: str, value, rule: str, valid, advice: str, code: str) -> bool:
+        """Raise the broken rule, or (a ``warn_only`` rule) record it and return True: the caller then
+        drops the value, as the interface did before the rule existed."""
         err = RequestError(field, value, rule, valid, advice, code, self.words)
         if code in self.words.warn_only:
             self.warnings.append(str(err))
-            return
+            return True
         raise err
 
     def _preset(self, preset) -> RolloutPreset:
@@ -534,23 +538,26 @@ class _Validation:
         p, req = self.base, self.req
         n = p.frames_per_chunk
         over = []
-        for name, value in (("window", req.window), ("sink", req.sink)):
+        given = {"window": req.window, "sink": req.sink}
+        for name, value in given.items():
             if value is None:
                 continue
             if not p.is_autoregressive:
+                given[name] = None  # reached only where the rule warns: the value is not used
                 self.fail(
                     name, value,
                     f"preset {p.name} generates the whole video at once; every frame attends to every frame",
                     None, f"leave {{{name}}} out", f"{name}.whole_video",
                 )  # fmt: skip
-            if self.rolling:
+            elif self.rolling:
+                given[name] = None
                 self.fail(
                     name, value,
                     f"Rolling Forcing attends to its own fixed window ({len(p.schedule)} chunks at staggered "
                     "noise levels, an anchor and the last clean frames)",
                     None, f"leave {{{name}}} out", f"{name}.rolling_forcing",
                 )  # fmt: skip
-        window, sink = req.window, req.sink
+        window, sink = given["window"], given["sink"]
         least = max(n, p.kv_recompute_frames + n if p.kv_recompute_frames else n)
         if window is not None:
             if not _is_int(window) or window < least:
@@ -575,11 +582,13 @@ class _Validation:
                     "sink.range",
                 )
             if p.kv_recompute_frames and sink:
-                self.fail(
+                dropped = self.fail(
                     "sink", sink, "Krea's KV recompute keeps no sink frames (it rebuilds the cache every chunk)",
                     0, "use {sink} 0 or leave it out", "sink.kv_recompute",
                 )  # fmt: skip
-            over.append(("sink_frames", sink))
+                sink = None if dropped else sink
+            if sink is not None:
+                over.append(("sink_frames", sink))
         preset = p.with_overrides(**dict(over)) if over else p
         return preset, over
 
@@ -752,13 +761,18 @@ class _Validation:
             )  # fmt: skip
         ih, iw = int(shape[-2]), int(shape[-1])
         if (iw, ih) != (width, height):
-            name, value, fixed = ("width", width, iw) if iw != width else ("height", height, ih)
-            self.fail(
-                name, value, f"the start image is encoded at {iw}x{ih}, but the video is set to {width}x{height}",
-                fixed, f"use {fixed} ({{size_fix}})", "image.size",
-            )  # fmt: skip
+            st_h, st_w = p.vae_stride[1] * p.patch_size[1], p.vae_stride[2] * p.patch_size[2]
+            fix_w, fix_h = nearest_multiple(iw, st_w), nearest_multiple(ih, st_h)
+            name, value, fixed = ("width", width, fix_w) if iw != width else ("height", height, fix_h)
+            rule = f"the start image is encoded at {iw}x{ih}, but the video is set to {width}x{height}"
+            if (fix_w, fix_h) != (iw, ih):  # the image's own size is no valid video size
+                rule += (
+                    f"; {iw}x{ih} is no valid size of preset {p.name} (multiples of {st_w} x {st_h}): "
+                    f"resize the image to {fix_w}x{fix_h}"
+                )
+            self.fail(name, value, rule, fixed, f"use {fixed} ({{size_fix}})", "image.size")
 
-    def _fps(self) -> int:
+    def _fps(self) -> float:
         fps = self.base.fps if self.req.fps is None else self.req.fps
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
             self.fail(
@@ -769,6 +783,14 @@ class _Validation:
                 f"the preset's {{fps}}: {self.base.fps}",
                 "fps.range",
             )
+        if not MIN_FPS <= fps <= MAX_FPS:
+            fixed = min(max(fps, MIN_FPS), MAX_FPS)
+            self.fail(
+                "fps", fps,
+                f"must be from {MIN_FPS:g} to {MAX_FPS:g} (a frame lasts 1 ms to 1000 s in a WebP; whole or "
+                "fractional, e.g. 0.5 or 29.97)",
+                fixed, f"nearest valid {{fps}}: {fixed:g}", "fps.range",
+            )  # fmt: skip
         return fps
 
     def _output(self) -> Path | None:

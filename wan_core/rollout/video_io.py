@@ -18,13 +18,14 @@ missing anyway, ``open_video_writer`` writes an animated WebP beside the ``.mp4`
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .atomic_file import AtomicOutput
-from .output_path import VIDEO_EXTENSIONS, check_output_path
+from .output_path import VIDEO_EXTENSIONS, check_output_path, webp_fallback
 from .webp_anim import AnimatedWebpStream
 
 __all__ = [
@@ -35,8 +36,20 @@ __all__ = [
     "open_video_writer",
     "check_output_path",
     "have_av",
+    "frame_rate",
     "VIDEO_EXTENSIONS",
 ]
+
+
+def frame_rate(fps: float) -> Fraction:
+    """``fps`` (whole or fractional, above 0) as the exact rate a container stores, e.g. 16, 1/2,
+    30000/1001 for 29.97; a denominator up to 1001 keeps MPEG-4's 16-bit time base valid."""
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)) or not fps > 0:
+        raise ValueError(f"fps must be a number above 0, got {fps!r}")
+    rate = Fraction(fps).limit_denominator(1001)
+    if rate <= 0:
+        raise ValueError(f"fps {fps!r} is below 1/1001")
+    return rate
 
 
 def have_av() -> bool:
@@ -148,10 +161,10 @@ class VideoWriter:
 class Mp4Writer(VideoWriter):
     """H.264 mp4 (or .mov / .mkv) through PyAV (yuv420p, so width and height must be even)."""
 
-    def __init__(self, path: str | os.PathLike, fps: int, crf: int = 18):
+    def __init__(self, path: str | os.PathLike, fps: float, crf: int = 18):
         import av
 
-        self.fps = int(fps)
+        self.fps = frame_rate(fps)
         self.crf = crf
         self._stream = None
         self._open_output(path)
@@ -203,18 +216,19 @@ def _codecs() -> set[str]:
 class WebpWriter(VideoWriter):
     """Animated WebP, one frame in memory at a time (``webp_anim.AnimatedWebpStream``)."""
 
-    def __init__(self, path: str | os.PathLike, fps: int, quality: int = 90):
-        self.fps = int(fps)
+    def __init__(self, path: str | os.PathLike, fps: float, quality: int = 90):
+        self.fps = frame_rate(fps)
         self.quality = quality
+        duration_ms = max(1, round(1000 / self.fps))
         self._open_output(path)
+        self._file = None
         try:
             self._file = open(self.output.tmp, "wb")  # noqa: SIM115 -- closed by _finish / _release
+            self._anim = AnimatedWebpStream(self._file, duration_ms=duration_ms, quality=quality)
         except BaseException:
+            self._release_quietly()
             self.output.discard()
             raise
-        self._anim = AnimatedWebpStream(
-            self._file, duration_ms=max(1, round(1000 / self.fps)), quality=quality
-        )
 
     def _write(self, arr: np.ndarray) -> None:
         for frame in arr:
@@ -225,11 +239,11 @@ class WebpWriter(VideoWriter):
         self._release()
 
     def _release(self) -> None:
-        if not self._file.closed:
+        if self._file is not None and not self._file.closed:
             self._file.close()
 
 
-def open_video_writer(path: str | os.PathLike, fps: int, log=print) -> VideoWriter:
+def open_video_writer(path: str | os.PathLike, fps: float, log=print) -> VideoWriter:
     """A writer chosen by extension (see ``check_output_path``): ``.mp4`` / ``.mov`` / ``.mkv`` (PyAV;
     without PyAV an animated ``.webp`` of the same name, announced through ``log``) or ``.webp``."""
     path = check_output_path(path)
@@ -239,7 +253,8 @@ def open_video_writer(path: str | os.PathLike, fps: int, log=print) -> VideoWrit
     elif have_av():
         writer = Mp4Writer(path, fps)
     else:
-        alt = path.with_suffix(".webp")
+        check_output_path(path, pyav=False)  # the WebP must not replace a file no one named
+        alt = check_output_path(webp_fallback(path))
         log(
             f"PyAV (`av`) is not installed, so {path.name} cannot be written; writing animated WebP {alt} instead "
             "(frame by frame, constant memory; a larger file than an mp4). Install it with `pip install av` "
