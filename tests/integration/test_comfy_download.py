@@ -34,7 +34,9 @@ def test_download_missing_known_dit_then_generate(comfy, comfy_server, fake_hub)
     # the file landed in ComfyUI's diffusion_models folder under its known name, byte for byte
     assert target.read_bytes() == data
     assert not (target.parent / ".download").exists()
-    assert ("GET", f"/{REPO}/resolve/main/{REPO_PATH}") in fake_hub.requests
+    # fetched at the commit its checked metadata (HEAD at main) named: a pinned download
+    commit = fake_hub.commits[(REPO, REPO_PATH)]
+    assert ("GET", f"/{REPO}/resolve/{commit}/{REPO_PATH}") in fake_hub.requests
     # CausVid samples with 3 steps per chunk
     steps = [m.data for m in ws.of("wanstream.progress", prompt_id)]
     assert [s["num_steps"] for s in steps] == [3] * 6
