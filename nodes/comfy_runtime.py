@@ -230,6 +230,18 @@ def check_interrupt() -> None:
     mm.throw_exception_if_processing_interrupted()
 
 
+def temp_folder() -> str:
+    """ComfyUI's temp folder (on disk beside its output, emptied at its start), created if missing: for
+    files that can grow with a stream (the live latent spool) instead of the system's /tmp (often RAM)."""
+    import os
+
+    import folder_paths
+
+    folder = folder_paths.get_temp_directory()
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
 def executing_ids() -> tuple[str | None, str | None]:
     """(prompt_id, node_id) of the node that is running now."""
     from comfy_execution.utils import get_executing_context

@@ -295,7 +295,7 @@ def _run_in_process(
             switch_refusal=refusal, max_chunks=max_chunks, interpolation=interpolation,
         )  # fmt: skip
         background = _previews_in_background(pipe)
-        with LatentSpool() as spool:
+        with LatentSpool(rt.temp_folder()) as spool:  # on disk, not the system's /tmp (often RAM)
             host = _HostLatents(spool)
             with BackgroundFrameWriter(events) if background else _InlinePreview(events) as previews:
 

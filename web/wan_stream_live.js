@@ -66,6 +66,7 @@ class WanStreamLivePlayer {
     this.token = null;
     this.queue = []; // [{img, chunk, sentMs}] waiting to be shown
     this.received = 0; // frames received
+    this.dropped = 0; // frames dropped unseen (more than MAX_QUEUED waiting: far behind real time)
     this.shown = 0; // frames drawn
     this.chunks = 0;
     this.fps = 16;
@@ -85,7 +86,7 @@ class WanStreamLivePlayer {
   updateDataset(extra = {}) {
     const d = this.element.dataset;
     Object.assign(d, {
-      promptId: this.promptId ?? "", state: this.state, received: String(this.received), shown: String(this.shown), chunks: String(this.chunks),
+      promptId: this.promptId ?? "", state: this.state, received: String(this.received), shown: String(this.shown), dropped: String(this.dropped), chunks: String(this.chunks),
       queued: String(this.queue.length), ended: String(this.ended),
       latencyMs: this.latencies.length ? String(Math.round(this.latencies[this.latencies.length - 1])) : "",
       latencies: JSON.stringify(this.latencies.map((x) => Math.round(x))),
@@ -140,7 +141,7 @@ class WanStreamLivePlayer {
       img.src = `data:image/jpeg;base64,${b64}`;
       this.queue.push({ img, chunk: d.chunk, sentMs: k === 0 ? d.sent_ms : null });
     });
-    if (this.queue.length > MAX_QUEUED) this.queue.splice(0, this.queue.length - MAX_QUEUED);
+    if (this.queue.length > MAX_QUEUED) this.dropped += this.queue.splice(0, this.queue.length - MAX_QUEUED).length;
     this.received += d.frames.length;
     this.chunks += 1;
     this.setStatus(this.describe());

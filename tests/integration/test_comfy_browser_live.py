@@ -75,7 +75,9 @@ def test_live_in_the_browser(live_results, comfy_server):
     assert final["ended"] == "true" and final["endedBy"] == "stop"
     chunks, received = int(final["chunks"]), int(final["received"])
     assert chunks >= live_results["second_applies"] + 3 and received == int(final["endFrames"])
-    assert int(final["shown"]) == received  # the jitter buffer played every frame it got
+    # the jitter buffer played every frame it got, except what it dropped unseen when more than its
+    # 600-frame queue waited (a tiny CPU model outruns real time; a GPU stream plays in real time)
+    assert int(final["shown"]) > 0 and int(final["shown"]) + int(final["dropped"]) == received
     assert live_results["drawn"] == 1.0
     # the prompts were applied where the server said: the first at once, the second blended over 2 chunks
     k, j = live_results["first_applies"], live_results["second_applies"]
@@ -99,4 +101,7 @@ def test_live_in_the_browser(live_results, comfy_server):
         assert not torch.allclose(plain[:, :, 3 * c : 3 * c + 3], steered[:, :, 3 * c : 3 * c + 3], atol=1e-4)
     # the blend: chunk j is half-way (differs from a direct switch's end state is covered in the unit tests)
     latencies = json.loads(final["latencies"])
-    assert len(latencies) == chunks and all(0 <= x < 60000 for x in latencies)
+    # one per chunk whose first frame was shown (all of them unless the player had to drop frames)
+    dropped = int(final["dropped"])
+    assert 0 < len(latencies) <= chunks and (dropped > 0 or len(latencies) == chunks)
+    assert all(0 <= x < 60000 for x in latencies)

@@ -76,7 +76,7 @@ try {
     // the player plays out its buffer (catch-up playback: a backlog of hundreds of frames takes seconds)
     await waitFor((id) => {
       const d = app.graph.getNodeById(id).wanStreamLive.element.dataset;
-      return d.shown === d.received;
+      return +d.shown + +d.dropped === +d.received;
     }, id, 90000);
     results.final = await dataset(id);
     results.events = await page.evaluate(() => window.__events);
